@@ -1,0 +1,179 @@
+"""Run the selected nodes in graph order: seeds, models and tests, with progress and results.
+
+A node whose parent failed (or whose parent's error-severity test failed) is skipped and said
+to be; independent branches go on unless --fail-fast is given.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .artifacts import NodeResult, compiled_path
+from .catalog import register_warehouse
+from .data_tests import run_test
+from .errors import ProjectError
+from .graph import Graph
+from .materialize import load_seed, materialize_model
+from .nodes import MODEL, SEED, SOURCE, TEST
+from .sources import read_source
+from .warehouse import Warehouse
+
+log = logging.getLogger("imageprep")
+
+RUNS = {"build": {MODEL, SEED, TEST}, "run": {MODEL}, "test": {TEST}, "seed": {SEED}}
+SQL_REJECTED = ("AnalysisException", "ParseException")
+
+
+@dataclass
+class Execution:
+    spark: object
+    project: object
+    graph: Graph
+    warehouse: Warehouse
+    executable_sql: dict[str, str]
+    fail_fast: bool = False
+    echo: Callable[[str], None] = print
+    registered_sources: set[str] = field(default_factory=set)
+
+
+def execute(ex: Execution, command: str, selected: list[str]) -> list[NodeResult]:
+    kinds = RUNS[command]
+    to_run = [uid for uid in selected if ex.graph.nodes[uid].resource_type in kinds]
+    # Start from this project's tables only: a long-lived session may hold another project's views.
+    for table in ex.spark.catalog.listTables():
+        if table.isTemporary:
+            ex.spark.catalog.dropTempView(table.name)
+    register_warehouse(ex.spark, ex.warehouse)  # tables of earlier builds, for partial selections
+    results: list[NodeResult] = []
+    blocked: set[str] = set()  # failed or skipped nodes, and models whose error-severity test failed
+    total = len(to_run)
+    stop = False
+    for index, uid in enumerate(to_run, start=1):
+        node = ex.graph.nodes[uid]
+        upstream = ex.graph.parents[uid] & blocked
+        if stop or upstream:
+            why = "--fail-fast: an earlier node failed" if stop else \
+                "upstream failed: " + ", ".join(sorted(ex.graph.nodes[u].name for u in upstream))
+            result = NodeResult(uid, node.name, node.resource_type, "skipped", message=why,
+                                materialized=node.materialized)
+            blocked.add(uid)
+        else:
+            result = _run_node(ex, node)
+            if result.status in ("error", "fail"):
+                blocked.add(uid)
+                if node.resource_type == TEST and node.attached_to:
+                    blocked.add(node.attached_to)
+                stop = ex.fail_fast
+        results.append(result)
+        ex.echo(progress_line(index, total, node, result))
+        for example in result.examples:
+            ex.echo(f"           {example}")
+    return results
+
+
+def _run_node(ex: Execution, node) -> NodeResult:
+    started = time.perf_counter()
+    sql = ex.executable_sql.get(node.unique_id)
+    shown_sql = str(compiled_path(ex.project.target_path, ex.project.name, node).relative_to(ex.project.root))
+    result = NodeResult(node.unique_id, node.name, node.resource_type, "success",
+                        materialized=node.materialized, compiled_path=shown_sql if sql else None)
+    ex.spark.sparkContext.setJobDescription(f"{node.resource_type} {node.name}")
+    try:
+        _register_sources(ex, node)
+        if node.resource_type == SEED:
+            written = load_seed(ex.spark, node, ex.project.root, ex.warehouse)
+            result.rows = written.rows
+        elif node.resource_type == MODEL:
+            written = materialize_model(ex.spark, node, sql, ex.warehouse)
+            result.rows = written.rows
+        else:
+            outcome = run_test(ex.spark, node, sql)
+            result.status, result.failures, result.examples = outcome.status, outcome.failures, outcome.examples
+            if outcome.failures:
+                result.message = f"{outcome.failures} failing row{'s' * (outcome.failures != 1)}"
+    except ProjectError as exc:
+        result.status, result.message, result.project_error = "error", str(exc), True
+    except Exception as exc:  # Spark rejected the SQL, or a function failed on the data
+        kind = type(exc).__name__
+        result.status = "error"
+        result.project_error = kind in SQL_REJECTED
+        what = "Spark rejected the SQL" if result.project_error else f"{kind} while running"
+        where = f" (compiled SQL: {shown_sql})" if sql else ""
+        result.message = f"{node.resource_type} '{node.name}' in {node.path}: {what}{where}:\n{_spark_message(exc)}"
+        log.debug("%s failed:\n%s", node.unique_id, traceback.format_exc())
+    result.execution_time = time.perf_counter() - started
+    log.info("%s %s %s rows=%s %.2fs %s", node.unique_id, result.status, node.materialized, result.rows,
+             result.execution_time, result.message or "")
+    return result
+
+
+def _register_sources(ex: Execution, node) -> None:
+    for parent in ex.graph.parents[node.unique_id]:
+        source = ex.graph.nodes[parent]
+        if source.resource_type != SOURCE or parent in ex.registered_sources:
+            continue
+        read_source(ex.spark, source).createOrReplaceTempView(source.relation)
+        ex.registered_sources.add(parent)
+
+
+def _spark_message(exc: Exception, max_lines: int = 12) -> str:
+    text = str(exc).strip()
+    # Python worker errors carry the whole worker traceback; its last lines say what failed.
+    if "Traceback (most recent call last)" in text:
+        lines = [l for l in text.splitlines() if l.strip()]
+        tail = [l for l in lines if not l.startswith(("  File", "    "))][-3:]
+        return "\n".join(f"  {l.strip()}" for l in tail)
+    lines = text.splitlines()
+    kept = lines[:max_lines]
+    if len(lines) > max_lines:
+        kept.append(f"... ({len(lines) - max_lines} more lines in target/runner.log)")
+    return "\n".join(f"  {l}" for l in kept)
+
+
+STATUS_WORDS = {"success": "OK", "pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+
+
+def progress_line(index: int, total: int, node, result: NodeResult) -> str:
+    width = len(str(total))
+    kind = node.materialized if node.resource_type == MODEL else node.resource_type
+    word = STATUS_WORDS.get(result.status, result.status.upper())
+    if result.status in ("error", "skipped"):
+        detail = result.status
+    elif node.resource_type == TEST:
+        detail = f"{result.failures} failing" if result.failures else "0 failing"
+    elif result.rows is not None:
+        detail = f"{result.rows} rows"
+    else:
+        detail = "done"
+    label = f"{node.name} "
+    return (f"{index:>{width}}/{total} {word:<5} {kind:<11} {label:.<44} "
+            f"{detail:>14} in {result.execution_time:6.2f}s")
+
+
+def summary(results: list[NodeResult], elapsed: float) -> tuple[list[str], int]:
+    """Closing lines and the exit code (0 all good, 1 a node failed, 2 the project was wrong)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    lines = [f"Finished {len(results)} node{'s' * (len(results) != 1)} in {elapsed:.1f}s: " + ", ".join(
+        f"{counts.get(s, 0)} {w.lower()}" for s, w in
+        [("success", "OK"), ("pass", "PASS"), ("warn", "WARN"), ("fail", "FAIL"), ("error", "ERROR"),
+         ("skipped", "SKIP")] if counts.get(s))]
+    problems = [r for r in results if r.status in ("error", "fail", "warn")]
+    for r in problems:
+        head = {"error": "Error in", "fail": "Failure in", "warn": "Warning in"}[r.status]
+        lines.append(f"\n{head} {r.resource_type} {r.name}:")
+        lines.append(f"  {r.message}" if r.message else "")
+        if r.resource_type == TEST and r.compiled_path:
+            lines.append(f"  compiled SQL: {r.compiled_path}")
+    if any(r.status == "error" and r.project_error for r in results):
+        code = 2
+    elif any(r.status in ("error", "fail") for r in results):
+        code = 1
+    else:
+        code = 0
+    return lines, code

@@ -1,0 +1,58 @@
+"""Make built tables queryable by name in a SparkSession, and hand analysts such a session.
+
+    from imageprep.catalog import project_session
+    spark = project_session(".")            # local Spark, tables and image functions registered
+    spark.sql("select label, count(*) from stg_images group by label").show()
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .warehouse import Warehouse
+
+
+def register_relation(spark, name: str, entry: dict, warehouse: Warehouse) -> None:
+    """One catalog entry as a temp view: a table reads its current version, a view runs its SQL."""
+    if entry["kind"] == "table":
+        # The resolved version folder, not the symlink: a build switching the link mid-query
+        # must not change the files under a running reader.
+        spark.read.parquet(str(warehouse.root / entry["version"])).createOrReplaceTempView(name)
+    elif entry["kind"] == "view":
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW `{name}` AS {entry['sql']}")
+
+
+def register_warehouse(spark, warehouse: Warehouse) -> list[str]:
+    """Register every table and view of the warehouse; returns the names registered."""
+    catalog = warehouse.catalog()
+    registered = []
+    for name, entry in sorted(catalog.items()):
+        if entry["kind"] == "table":
+            register_relation(spark, name, entry, warehouse)
+            registered.append(name)
+    pending = {n: e for n, e in catalog.items() if e["kind"] == "view"}
+    # Views may read other views: register in rounds until none is left or none can be added.
+    while pending:
+        progress = False
+        for name, entry in sorted(pending.items()):
+            try:
+                register_relation(spark, name, entry, warehouse)
+            except Exception:  # reads a view not registered yet (or a source); try next round
+                continue
+            registered.append(name)
+            del pending[name]
+            progress = True
+        if not progress:
+            break
+    return registered
+
+
+def project_session(project_dir: str | Path = ".", target: str | None = None, vars: dict | None = None):
+    """A SparkSession with the project's image functions and every built table registered."""
+    from .project import load_project
+    from .spark_session import create_session
+
+    project = load_project(Path(project_dir), vars)
+    chosen = project.target(target)
+    spark = create_session(chosen.master, app_name=f"{project.name}-query", settings=chosen.spark)
+    register_warehouse(spark, Warehouse(project.warehouse_for(chosen)))
+    return spark

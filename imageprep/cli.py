@@ -1,0 +1,202 @@
+"""The command line: `python runner.py <command> [flags]`, with dbt's command names and flags.
+
+Exit codes: 0 success, 1 a model or test failed, 2 a usage or project error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import artifacts
+from .build import Execution, execute, summary
+from .errors import ProjectError
+from .graph import Graph, select
+from .nodes import MODEL, TEST
+from .project import load_project
+from .render import Renderer
+from .warehouse import Warehouse
+
+COMMANDS = ("build", "run", "test", "seed", "compile", "ls", "show", "query", "clean", "functions")
+
+
+class UsageError(ProjectError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits with 2 too; keep our one-line style
+        raise UsageError(f"{message}. See `python runner.py {self.prog.split()[-1]} --help`"
+                         if " " in self.prog else f"{message}. See `python runner.py --help`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project-dir", default=".", help="folder holding project.yml (default: .)")
+    common.add_argument("--target", "-t", help="target from project.yml (default: its 'target', or local)")
+    common.add_argument("--vars", help="vars as YAML or JSON, e.g. '{\"image_size\": 128}'")
+    selecting = argparse.ArgumentParser(add_help=False)
+    selecting.add_argument("--select", "-s", nargs="+", help="nodes to run (dbt syntax: name, +name, name+, tag:x, path:dir)")
+    selecting.add_argument("--exclude", nargs="+", help="nodes to leave out (same syntax)")
+    running = argparse.ArgumentParser(add_help=False)
+    running.add_argument("--full-refresh", action="store_true", help="rebuild every selected table from scratch")
+    running.add_argument("--fail-fast", "-x", action="store_true", help="stop at the first failure")
+
+    parser = _Parser(prog="runner.py", description="Build image-preparation SQL models into Parquet tables on Spark.")
+    sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
+    helps = {
+        "build": "seeds, models and tests, in graph order", "run": "models only", "test": "data tests only",
+        "seed": "load CSV seeds", "compile": "render SQL to target/compiled/ (starts no Spark job)",
+    }
+    for name, text in helps.items():
+        parents = [common, selecting] + ([running] if name != "compile" else [])
+        sub.add_parser(name, parents=parents, help=text)
+    sub.add_parser("ls", parents=[common, selecting], help="list the selected nodes")
+    show = sub.add_parser("show", parents=[common], help="print the first rows of a built table")
+    show.add_argument("model")
+    show.add_argument("--limit", type=int, default=10)
+    query = sub.add_parser("query", parents=[common], help="run Spark SQL against the built tables by name")
+    query.add_argument("sql")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument("--limit", type=int, default=None, help="print at most this many rows")
+    sub.add_parser("clean", parents=[common], help="delete target/ (the project's clean-targets)")
+    sub.add_parser("functions", parents=[common], help="list the image functions callable from SQL")
+    return parser
+
+
+def parse_vars(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--vars is not valid YAML or JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError("--vars must be a mapping, e.g. '{\"images_path\": \"/data/images\"}'")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return 2
+        return run_command(args)
+    except ProjectError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+
+
+def run_command(args) -> int:
+    root = Path(args.project_dir)
+    if args.command == "functions":
+        import udfs.reference
+
+        print(udfs.reference.render_text())
+        return 0
+    project = load_project(root, parse_vars(args.vars))
+    target = project.target(args.target)
+    if args.command == "clean":
+        for folder in project.clean_targets:
+            path = (project.root / folder).resolve()
+            if project.root not in path.parents:
+                raise ProjectError(f"clean-targets entry '{folder}' is outside the project; refusing to delete it",
+                                   path="project.yml")
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"Removed {folder}/")
+        return 0
+
+    artifacts.open_log(project.target_path)
+    renderer = Renderer(project, target.name)
+    renderer.render_all()
+    tests = renderer.build_tests()
+    nodes = [*project.models.values(), *project.seeds.values(), *project.sources.values(), *tests]
+    graph = Graph(nodes)
+    executable = {m.unique_id: renderer.executable_sql(m) for m in project.models.values()}
+    executable.update({t.unique_id: t.compiled_sql for t in tests})
+    for uid, sql in executable.items():
+        artifacts.write_compiled(artifacts.compiled_path(project.target_path, project.name, graph.nodes[uid]), sql)
+    artifacts.write_manifest(project.target_path, project, graph, executable, target.name)
+
+    if args.command in ("show", "query"):
+        return _query(args, project, target)
+    selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None))
+    for warning in warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    if args.command == "ls":
+        for uid in selected:
+            node = graph.nodes[uid]
+            kind = node.materialized if node.resource_type == MODEL else node.resource_type
+            print(f"{node.resource_type:<6} {kind:<11} {node.name}")
+        return 0
+    if args.command == "compile":
+        shown = [uid for uid in selected if uid in executable and graph.nodes[uid].resource_type == MODEL]
+        print(f"Compiled {len(shown)} models and {sum(graph.nodes[u].resource_type == TEST for u in selected)} "
+              f"tests to {project.rel(project.target_path / 'compiled')}/")
+        return 0
+    return _execute(args, project, target, graph, executable, selected)
+
+
+def _execute(args, project, target, graph, executable, selected) -> int:
+    from .spark_session import create_session
+
+    started = time.perf_counter()
+    log = artifacts.open_log(project.target_path)
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+        log.info(line)
+
+    echo(f"Starting Spark ({target.master}) for project '{project.name}', target '{target.name}'")
+    spark = create_session(target.master, app_name=project.name, settings=target.spark)
+    echo(f"Spark {spark.version} ready in {time.perf_counter() - started:.1f}s; "
+         f"running {sum(graph.nodes[u].resource_type in {'model', 'seed', 'test'} for u in selected)} selected nodes")
+    ex = Execution(spark, project, graph, Warehouse(project.warehouse_for(target)), executable,
+                   fail_fast=args.fail_fast, echo=echo)
+    results = execute(ex, args.command, selected)
+    elapsed = time.perf_counter() - started
+    artifacts.write_run_results(project.target_path, args.command, results, elapsed)
+    lines, code = summary(results, elapsed)
+    for line in lines:
+        echo(line)
+    return code
+
+
+def _query(args, project, target) -> int:
+    from .catalog import register_warehouse
+    from .formatting import print_rows
+    from .spark_session import create_session
+
+    spark = create_session(target.master, app_name=f"{project.name}-query", settings=target.spark)
+    warehouse = Warehouse(project.warehouse_for(target))
+    registered = register_warehouse(spark, warehouse)
+    if args.command == "show":
+        if args.model not in registered:
+            from .project import closest
+
+            raise ProjectError(f"'{args.model}' has not been built (run `python runner.py build`) or is not a "
+                               f"table or view.{closest(args.model, registered)}")
+        sql, limit, fmt = f"SELECT * FROM `{args.model}`", args.limit, "table"
+    else:
+        sql, limit, fmt = args.sql, args.limit, args.format
+    try:
+        frame = spark.sql(sql)
+    except Exception as exc:
+        if type(exc).__name__ in ("AnalysisException", "ParseException"):
+            raise ProjectError(f"Spark rejected the query:\n  {str(exc).strip().splitlines()[0]}\n"
+                               f"Tables you can query: {', '.join(sorted(registered)) or 'none (build first)'}") from None
+        raise
+    rows = frame.limit(limit).collect() if limit is not None else frame.collect()
+    print_rows(frame.columns, rows, fmt)
+    return 0

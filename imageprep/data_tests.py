@@ -1,0 +1,37 @@
+"""Run a data test: its query returns the failing rows; the count decides pass, warn or fail."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .nodes import DataTest
+
+SHOWN_FAILURES = 5
+
+
+@dataclass
+class TestOutcome:
+    status: str  # pass | warn | fail
+    failures: int
+    examples: list[dict] = field(default_factory=list)
+
+
+def run_test(spark, test: DataTest, sql: str) -> TestOutcome:
+    failing = spark.sql(sql)
+    failing.cache()
+    try:
+        count = failing.count()
+        examples = [_printable(r.asDict()) for r in failing.limit(SHOWN_FAILURES).collect()] if count else []
+    finally:
+        failing.unpersist()
+    if count == 0:
+        return TestOutcome("pass", 0)
+    return TestOutcome("warn" if test.severity == "warn" else "fail", count, examples)
+
+
+def _printable(row: dict) -> dict:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, (bytes, bytearray)):
+            value = f"<{len(value)} bytes>"
+        out[key] = value if isinstance(value, (int, float, str, type(None))) else str(value)[:80]
+    return out

@@ -1,0 +1,159 @@
+"""The dependency graph of a project, and dbt's node selection syntax over it.
+
+An edge runs from a node to each node it reads (`ref`, `source`, a test's model). The build
+order is a topological order that breaks ties by name, so two runs print the same order.
+`graphlib.TopologicalSorter` does the ordering and finds cycles.
+"""
+from __future__ import annotations
+
+import fnmatch
+import graphlib
+import re
+from typing import Iterable
+
+from .errors import ProjectError
+from .nodes import MODEL, SEED, SOURCE, TEST, Node
+
+
+class Graph:
+    """Nodes by unique id, with parent (dependency) and child edges."""
+
+    def __init__(self, nodes: Iterable[Node]):
+        self.nodes: dict[str, Node] = {n.unique_id: n for n in nodes}
+        self.parents: dict[str, set[str]] = {uid: set() for uid in self.nodes}
+        self.children: dict[str, set[str]] = {uid: set() for uid in self.nodes}
+        for node in self.nodes.values():
+            for parent in node.depends_on:
+                self.parents[node.unique_id].add(parent)
+                self.children[parent].add(node.unique_id)
+        self.order = self._sorted()
+        self.position = {uid: i for i, uid in enumerate(self.order)}
+
+    def _sorted(self) -> list[str]:
+        sorter = graphlib.TopologicalSorter({uid: sorted(p) for uid, p in self.parents.items()})
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            cycle = list(reversed(exc.args[1]))  # each node now depends on the next one
+            names = " -> ".join(self.nodes[uid].name for uid in cycle)
+            first = self.nodes[cycle[0]]
+            raise ProjectError(
+                f"found a cycle: {names} (each model refers to the next one). "
+                f"Break it by removing one of these ref()s", path=first.path) from None
+        order: list[str] = []
+        while sorter.is_active():
+            # Tests run as soon as what they check is built, before its children; ties break by name.
+            ready = sorted(sorter.get_ready(), key=lambda uid: (self.nodes[uid].resource_type != TEST, uid))
+            order.extend(ready)
+            sorter.done(*ready)
+        return order
+
+    def ancestors(self, uid: str, depth: int | None = None) -> set[str]:
+        return self._walk(uid, self.parents, depth)
+
+    def descendants(self, uid: str, depth: int | None = None) -> set[str]:
+        return self._walk(uid, self.children, depth)
+
+    @staticmethod
+    def _walk(start: str, edges: dict[str, set[str]], depth: int | None) -> set[str]:
+        seen: set[str] = set()
+        frontier = {start}
+        level = 0
+        while frontier and (depth is None or level < depth):
+            frontier = {n for f in frontier for n in edges[f]} - seen
+            seen |= frontier
+            level += 1
+        return seen
+
+    def sort(self, uids: Iterable[str]) -> list[str]:
+        return sorted(set(uids), key=self.position.__getitem__)
+
+
+_ATOM = re.compile(r"^(?P<at>@)?(?P<up>\d*\+)?(?P<body>[^+]+?)(?P<down>\+\d*)?$")
+EXECUTABLE = (MODEL, SEED, TEST)
+
+
+def select(graph: Graph, select_args: list[str] | None, exclude_args: list[str] | None,
+           root_relative_paths: bool = True) -> tuple[list[str], list[str]]:
+    """The executable nodes (models, seeds, tests) chosen by --select/--exclude, in build order.
+
+    Returns (selected ids, warnings). dbt's rules: space separates a union, comma an
+    intersection; `+m` adds ancestors, `m+` descendants (`2+m`, `m+1` limit the depth),
+    `@m` adds descendants and their ancestors; methods `tag:`, `path:`, `source:`,
+    `resource_type:`, `config.<key>:`, and names with shell wildcards. Tests of any selected
+    node are selected too (dbt's eager indirect selection).
+    """
+    warnings: list[str] = []
+    if select_args:
+        chosen = _union(graph, select_args, warnings)
+    else:
+        chosen = {uid for uid, n in graph.nodes.items() if n.resource_type in EXECUTABLE}
+    for uid in list(chosen):
+        chosen |= {child for child in graph.children[uid] if graph.nodes[child].resource_type == TEST}
+    if exclude_args:
+        chosen -= _union(graph, exclude_args, warnings)
+    chosen = {uid for uid in chosen if graph.nodes[uid].resource_type in EXECUTABLE}
+    return graph.sort(chosen), warnings
+
+
+def _union(graph: Graph, args: list[str], warnings: list[str]) -> set[str]:
+    result: set[str] = set()
+    for arg in args:
+        for spec in arg.split():
+            parts = [_atom(graph, atom, warnings) for atom in spec.split(",") if atom]
+            if parts:
+                result |= set.intersection(*parts)
+    return result
+
+
+def _atom(graph: Graph, atom: str, warnings: list[str]) -> set[str]:
+    match = _ATOM.match(atom)
+    if not match:
+        raise ProjectError(f"cannot read the selector '{atom}'")
+    base = _match_method(graph, match.group("body"))
+    if not base:
+        warnings.append(f"the selector '{atom}' matches no node")
+    result = set(base)
+    for uid in base:
+        if match.group("up"):
+            result |= graph.ancestors(uid, _depth(match.group("up").rstrip("+")))
+        if match.group("down"):
+            result |= graph.descendants(uid, _depth(match.group("down").lstrip("+")))
+        if match.group("at"):
+            for child in graph.descendants(uid) | {uid}:
+                result |= {child} | graph.ancestors(child)
+    return result
+
+
+def _depth(text: str) -> int | None:
+    return int(text) if text else None
+
+
+def _match_method(graph: Graph, body: str) -> set[str]:
+    method, _, value = body.partition(":") if ":" in body else ("name", "", body)
+    nodes = graph.nodes.values()
+    if method == "name":
+        return {n.unique_id for n in nodes if fnmatch.fnmatchcase(n.name, value)}
+    if method == "tag":
+        return {n.unique_id for n in nodes if any(fnmatch.fnmatchcase(t, value) for t in n.tags)}
+    if method == "path":
+        prefix = value.rstrip("/")
+        return {n.unique_id for n in nodes
+                if n.path == prefix or n.path.startswith(prefix + "/") or fnmatch.fnmatchcase(n.path, prefix)}
+    if method == "source":
+        return {n.unique_id for n in nodes if n.resource_type == SOURCE
+                and (fnmatch.fnmatchcase(n.name, value) or fnmatch.fnmatchcase(n.name.split(".")[0], value))}
+    if method == "resource_type":
+        return {n.unique_id for n in nodes if n.resource_type == value}
+    if method == "test_name":
+        return {n.unique_id for n in nodes if n.resource_type == TEST and getattr(n, "test_name", "") == value}
+    if method.startswith("config."):
+        key = method[len("config."):]
+        return {n.unique_id for n in nodes if str(n.config.get(key)) == value
+                or (isinstance(n.config.get(key), list) and value in n.config[key])}
+    if method in ("state", "result"):
+        raise ProjectError(f"the '{method}:' selector needs the artifacts of an earlier run; "
+                           f"it is not supported yet")
+    raise ProjectError(
+        f"unknown selector method '{method}:'. Use a name, tag:, path:, source:, resource_type:, "
+        f"test_name: or config.<key>:")

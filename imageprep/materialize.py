@@ -1,0 +1,80 @@
+"""Write one model or seed: a Parquet table version, a view, or nothing (ephemeral)."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+from .errors import ProjectError
+from .nodes import Model, Seed
+from .warehouse import Warehouse
+
+
+@dataclass
+class Written:
+    rows: int | None
+    location: str | None
+
+
+def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse) -> Written:
+    kind = model.materialized
+    if kind == "ephemeral":
+        return Written(None, None)
+    frame = spark.sql(sql)  # parses and analyses: a rejected query fails here, before any write
+    if kind == "view":
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW `{model.name}` AS {sql}")
+        warehouse.publish_view(model.name, sql)
+        return Written(None, None)
+    if kind in ("table", "incremental"):
+        return write_table(spark, frame, model.name, warehouse, _partition_by(model))
+    raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
+
+
+def _partition_by(model: Model) -> list[str]:
+    value = model.config.get("partition_by")
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: list[str]) -> Written:
+    """Write a new version; switch to it only once every file is written."""
+    version = warehouse.new_version(name)
+    try:
+        writer = frame.write.mode("errorifexists")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(version)
+        rows = spark.read.parquet(version).count()  # from Parquet footers: no data is re-read
+    except BaseException:
+        warehouse.discard(version)
+        raise
+    warehouse.publish_table(name, version, rows=rows)
+    spark.read.parquet(version).createOrReplaceTempView(name)
+    return Written(rows, version)
+
+
+def load_seed(spark, seed: Seed, project_root, warehouse: Warehouse) -> Written:
+    """A CSV file as a table: types inferred by Spark, overridden per column by `column_types`."""
+    path = project_root / seed.path
+    delimiter = seed.config.get("delimiter", ",")
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter=delimiter))
+    if not rows:
+        raise ProjectError("the seed file is empty; it needs at least a header row", path=seed.path)
+    header = rows[0]
+    for number, row in enumerate(rows[1:], start=2):
+        if row and len(row) != len(header):
+            raise ProjectError(
+                f"row has {len(row)} fields but the header has {len(header)} ({', '.join(header)}); "
+                f"fix the row or quote values that contain '{delimiter}'", path=seed.path, line=number)
+    unknown = set(seed.column_types) - set(header)
+    if unknown:
+        raise ProjectError(f"column_types names columns the seed does not have: {', '.join(sorted(unknown))}",
+                           path=seed.path)
+    frame = (spark.read.option("header", "true").option("inferSchema", "true").option("sep", delimiter)
+             .option("mode", "FAILFAST").csv("file:" + str(path.resolve())))
+    if seed.column_types:
+        frame = frame.select(*[
+            frame[f"`{c}`"].cast(seed.column_types[c]).alias(c) if c in seed.column_types else frame[f"`{c}`"]
+            for c in frame.columns])
+    return write_table(spark, frame.coalesce(1), seed.name, warehouse, [])

@@ -1,0 +1,71 @@
+"""The elements of a project's graph. Each carries the file it came from so errors can name it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL, SEED, SOURCE, TEST = "model", "seed", "source", "test"
+
+
+@dataclass
+class Node:
+    """Something the graph orders: a model, a seed, a source or a data test."""
+
+    unique_id: str
+    name: str
+    resource_type: str
+    path: str  # file that defines it, relative to the project folder
+    config: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    depends_on: list[str] = field(default_factory=list)  # unique ids, filled in when rendered
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def materialized(self) -> str | None:
+        return self.config.get("materialized")
+
+
+@dataclass
+class Model(Node):
+    raw_sql: str = ""
+    folder_parts: tuple[str, ...] = ()  # folders under the model path, for folder configs and path:
+    columns: dict[str, dict] = field(default_factory=dict)
+    compiled_sql: str | None = None  # the model's own SQL, refs resolved, ephemeral CTEs not yet injected
+    refs: list[str] = field(default_factory=list)
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    used_vars: dict[str, Any] = field(default_factory=dict)
+    used_macros: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Seed(Node):
+    column_types: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Source(Node):
+    source_name: str = ""
+    table_name: str = ""
+    format: str = "table"  # images | binaryFile | parquet | csv | json | table
+    location: str | None = None  # rendered path or URI
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def relation(self) -> str:
+        return f"{self.source_name}__{self.table_name}"
+
+
+@dataclass
+class DataTest(Node):
+    """A generic test (a macro applied to a model/column) or a singular test (a .sql file)."""
+
+    test_name: str = ""  # macro name (generic) or file stem (singular)
+    attached_to: str | None = None  # unique id of the model/seed/source the test is declared on
+    column_name: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    raw_sql: str = ""  # singular tests only
+    compiled_sql: str | None = None
+
+    @property
+    def severity(self) -> str:
+        return str(self.config.get("severity", "error")).lower()

@@ -1,0 +1,83 @@
+"""The dependency graph: order, cycles, and dbt's selection syntax."""
+import pytest
+
+from imageprep.errors import ProjectError
+from imageprep.graph import Graph, select
+from imageprep.nodes import MODEL, SEED, TEST, DataTest, Model, Seed
+
+
+def model(name, deps=(), tags=(), path=None):
+    return Model(unique_id=f"model.p.{name}", name=name, resource_type=MODEL, path=path or f"models/{name}.sql",
+                 depends_on=[f"model.p.{d}" if not d.startswith(("seed.", "test.")) else d for d in deps],
+                 tags=list(tags), config={"materialized": "table"})
+
+
+def shop_graph():
+    seed = Seed(unique_id="seed.p.raw", name="raw", resource_type=SEED, path="seeds/raw.csv")
+    nodes = [
+        seed,
+        model("stg", ["seed.p.raw"], tags=["staging"], path="models/staging/stg.sql"),
+        model("orders", ["stg"], tags=["marts"], path="models/marts/orders.sql"),
+        model("customers", ["orders", "stg"], tags=["marts"], path="models/marts/customers.sql"),
+        model("report", ["customers"], path="models/report.sql"),
+        DataTest(unique_id="test.p.unique_orders_id", name="unique_orders_id", resource_type=TEST,
+                 path="models/schema.yml", depends_on=["model.p.orders"]),
+    ]
+    return Graph(nodes)
+
+
+def names(graph, uids):
+    return [graph.nodes[u].name for u in uids]
+
+
+def test_order_is_topological_with_tests_right_after_their_model():
+    graph = shop_graph()
+    assert names(graph, graph.order) == ["raw", "stg", "orders", "unique_orders_id", "customers", "report"]
+
+
+def test_a_cycle_is_reported_whole():
+    nodes = [model("a", ["c"]), model("b", ["a"]), model("c", ["b"])]
+    with pytest.raises(ProjectError) as info:
+        Graph(nodes)
+    message = str(info.value)
+    assert "found a cycle:" in message
+    cycle = message.split("found a cycle: ")[1].split(" (")[0].split(" -> ")
+    assert len(cycle) == 4 and cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
+    # each model refers to the next one
+    deps = {"a": "c", "b": "a", "c": "b"}
+    assert all(deps[x] == y for x, y in zip(cycle, cycle[1:]))
+
+
+@pytest.mark.parametrize("selector, expected", [
+    (["orders"], ["orders", "unique_orders_id"]),
+    (["+orders"], ["raw", "stg", "orders", "unique_orders_id"]),
+    (["orders+"], ["orders", "unique_orders_id", "customers", "report"]),
+    (["orders+1"], ["orders", "unique_orders_id", "customers"]),
+    (["1+customers"], ["stg", "orders", "unique_orders_id", "customers"]),
+    (["tag:marts"], ["orders", "unique_orders_id", "customers"]),
+    (["path:models/staging"], ["stg"]),
+    (["stg report"], ["stg", "report"]),
+    (["stg", "report"], ["stg", "report"]),
+    (["tag:marts,+report"], ["orders", "unique_orders_id", "customers"]),
+    (["cust*"], ["customers"]),
+    (["resource_type:seed"], ["raw"]),
+    (["@orders"], ["raw", "stg", "orders", "unique_orders_id", "customers", "report"]),
+])
+def test_selection_syntax(selector, expected):
+    graph = shop_graph()
+    chosen, warnings = select(graph, selector, None)
+    assert names(graph, chosen) == expected
+    assert warnings == []
+
+
+def test_exclude_and_warnings_for_selectors_that_match_nothing():
+    graph = shop_graph()
+    chosen, warnings = select(graph, ["+customers"], ["tag:staging"])
+    assert names(graph, chosen) == ["raw", "orders", "unique_orders_id", "customers"]
+    chosen, warnings = select(graph, ["nope"], None)
+    assert chosen == [] and warnings == ["the selector 'nope' matches no node"]
+
+
+def test_unknown_selector_method_is_an_error():
+    with pytest.raises(ProjectError, match="unknown selector method 'flavour:'"):
+        select(shop_graph(), ["flavour:x"], None)

@@ -1,0 +1,74 @@
+"""Every user mistake gets a specific message naming the file, and exit code 2 (no Spark needed)."""
+import pytest
+
+from runner_helpers import run_cli, write_project
+
+GOOD_MODEL = {"models/a.sql": "select 1 as id"}
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"project.yml": "name: demo\nvars: [unclosed\n"}, ["project.yml:", "malformed YAML"]),
+    ({"project.yml": "name: demo\nmodle-paths: [models]\n"}, ["project.yml", "unknown key 'modle-paths'", "Did you mean 'model-paths'"]),
+    ({"project.yml": "name: demo\nmodels:\n  demo:\n    stagin:\n      +materialized: view\n", "models/staging/a.sql": "select 1"},
+     ["project.yml:", "unknown key 'stagin'", "Did you mean 'staging'"]),
+    ({"project.yml": "name: demo\nmodels:\n  +materialised: view\n"}, ["unknown key '+materialised'", "+materialized"]),
+    ({"project.yml": "name: demo\ntargets:\n  cluster:\n    mastr: spark://h:7077\n"}, ["unknown key 'mastr'", "target 'cluster'"]),
+    ({"models/a.sql": "select * from {{ ref('orderz') }}", "models/orders.sql": "select 1"},
+     ["models/a.sql", "'a' refers to 'orderz'", "Did you mean 'orders'"]),
+    ({"models/a.sql": "select * from {{ ref('b') }}", "models/b.sql": "select * from {{ ref('c') }}",
+      "models/c.sql": "select * from {{ ref('a') }}"}, ["found a cycle: ", " -> ", "(each model refers to the next one)"]),
+    ({"models/a.sql": "select 1\nfrom x\n{% for %}"}, ["models/a.sql:3", "Jinja syntax error"]),
+    ({"models/a.sql": "select {{ cents('x') }}"}, ["models/a.sql:1", "'cents' is undefined"]),
+    ({"models/a.sql": "select {{ var('image_size') }}"}, ["models/a.sql", "var('image_size') is not defined", "--vars"]),
+    ({"models/one/a.sql": "select 1", "models/two/a.sql": "select 2"}, ["two models are named 'a'", "models/one/a.sql", "models/two/a.sql"]),
+    ({**GOOD_MODEL, "models/schema.yml": "models:\n  - name: a\n    columns:\n      - name: id\n        tests: [not_nul]\n"},
+     ["models/schema.yml", "unknown test 'not_nul'", "Did you mean 'not_null'"]),
+    ({**GOOD_MODEL, "models/schema.yml": "models:\n  - name: a\n    colums: []\n"}, ["models/schema.yml", "unknown key 'colums'"]),
+    ({**GOOD_MODEL, "models/schema.yml": "models:\n  - name: b\n"}, ["models/schema.yml", "model 'b' is described here but there is no b.sql"]),
+])
+def test_bad_project_input_exits_2_with_a_specific_message(tmp_path, capsys, files, expected):
+    root = write_project(tmp_path, files)
+    code, out, err = run_cli(capsys, "compile", "--project-dir", str(root))
+    assert code == 2, (out, err)
+    assert "Traceback" not in err
+    for part in expected:
+        assert part in err
+
+
+def test_missing_project_file_and_unknown_target(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "compile", "--project-dir", str(tmp_path))
+    assert code == 2 and "no project.yml" in err
+    write_project(tmp_path, GOOD_MODEL)
+    code, _, err = run_cli(capsys, "compile", "--project-dir", str(tmp_path), "--target", "prod")
+    assert code == 2 and "unknown target 'prod'" in err
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "bild")
+    assert code == 2 and "invalid choice: 'bild'" in err
+    write_project(tmp_path, GOOD_MODEL)
+    code, _, err = run_cli(capsys, "compile", "--project-dir", str(tmp_path), "--vars", "[1, 2]")
+    assert code == 2 and "--vars must be a mapping" in err
+
+
+def test_compile_writes_sql_and_manifest_without_spark(tmp_path, capsys):
+    import json
+
+    root = write_project(tmp_path, {
+        "models/a.sql": "select {{ var('n', 3) }} as id",
+        "models/b.sql": "{{ config(materialized='view') }} select * from {{ ref('a') }}",
+    })
+    code, out, _ = run_cli(capsys, "compile", "--project-dir", str(root), "--vars", "n: 5")
+    assert code == 0 and "Compiled 2 models" in out
+    assert (root / "target/compiled/demo/models/a.sql").read_text().strip() == "select 5 as id"
+    manifest = json.loads((root / "target/manifest.json").read_text())
+    b = manifest["nodes"]["model.demo.b"]
+    assert b["depends_on"]["nodes"] == ["model.demo.a"] and b["config"]["materialized"] == "view"
+    assert len(b["checksum"]["raw"]) == 64 and b["checksum"]["compiled"] != b["checksum"]["raw"]
+    assert manifest["child_map"]["model.demo.a"] == ["model.demo.b"]
+
+
+def test_selection_that_matches_nothing_warns(tmp_path, capsys):
+    root = write_project(tmp_path, GOOD_MODEL)
+    code, out, err = run_cli(capsys, "ls", "--project-dir", str(root), "-s", "nothing_here")
+    assert code == 0 and "Warning: the selector 'nothing_here' matches no node" in err and out == ""

@@ -1,0 +1,121 @@
+"""Rendering models with Jinja: ref, source, config, var, this, macros and ephemeral CTEs."""
+from pathlib import Path
+
+import pytest
+
+from imageprep.errors import ProjectError
+from imageprep.project import load_project
+from imageprep.render import Renderer, convert_test_blocks
+from runner_helpers import write_project
+
+
+def render(tmp_path: Path, files: dict, cli_vars=None):
+    project = load_project(write_project(tmp_path, files), cli_vars)
+    renderer = Renderer(project, "local")
+    renderer.render_all()
+    return project, renderer
+
+
+def test_ref_source_var_and_loops_render_to_plain_sql(tmp_path):
+    project, renderer = render(tmp_path, {
+        "models/a.sql": "select 1 as id",
+        "models/b.sql": """
+            {% set cols = ['x', 'y'] %}
+            select {% for c in cols %}{{ c }}_{{ var('suffix') }}{{ ',' if not loop.last }}{% endfor %}
+            from {{ ref('a') }} join {{ source('raw', 'files') }}
+            """,
+        "models/sources.yml": """
+            sources:
+              - name: raw
+                tables:
+                  - name: files
+                    format: parquet
+                    path: /data/files
+            """,
+    }, {"suffix": "v2"})
+    b = project.models["b"]
+    assert "select x_v2,y_v2" in " ".join(b.compiled_sql.split())
+    assert "from a join raw__files" in b.compiled_sql
+    assert b.refs == ["a"] and b.sources == [("raw", "files")]
+    assert b.depends_on == ["model.demo.a", "source.demo.raw.files"]
+    assert b.used_vars == {"suffix": "v2"}
+
+
+def test_config_in_sql_overrides_folder_config(tmp_path):
+    project, _ = render(tmp_path, {
+        "project.yml": "name: demo\nmodels:\n  demo:\n    marts:\n      +materialized: view\n      +tags: [m]\n",
+        "models/marts/a.sql": "{{ config(materialized='table', tags=['x']) }} select 1 as id",
+        "models/marts/b.sql": "select 1 as id",
+    })
+    assert project.models["a"].materialized == "table"
+    assert project.models["b"].materialized == "view"
+    assert project.models["a"].tags == ["m", "x"]
+
+
+def test_macros_call_each_other_and_see_the_models_context(tmp_path):
+    project, _ = render(tmp_path, {
+        "macros/one.sql": "{% macro outer(c) %}upper({{ inner(c) }}){% endmacro %}",
+        "macros/two.sql": "{% macro inner(c) %}trim({{ c }}) || '{{ this }}' || '{{ var('tag', 'none') }}'{% endmacro %}",
+        "models/m.sql": "select {{ outer('name') }} as n from {{ ref('src') }}",
+        "models/src.sql": "select ' a ' as name",
+    })
+    assert "select upper(trim(name) || 'm' || 'none') as n from src" == project.models["m"].compiled_sql
+    assert project.models["m"].used_macros == ["inner", "outer"]
+
+
+def test_ephemeral_models_are_injected_as_ctes_in_dependency_order(tmp_path):
+    project, renderer = render(tmp_path, {
+        "models/e1.sql": "{{ config(materialized='ephemeral') }} select 1 as id",
+        "models/e2.sql": "{{ config(materialized='ephemeral') }} select id from {{ ref('e1') }}",
+        "models/t.sql": "with x as (select id from {{ ref('e2') }}) select * from x",
+    })
+    sql = renderer.executable_sql(project.models["t"])
+    assert sql.index("__cte__e1 AS") < sql.index("__cte__e2 AS") < sql.index("x as")
+    assert "select id from __cte__e1" in sql
+    assert sql.startswith("WITH ") and sql.count("WITH") == 1
+
+
+def test_dbt_test_blocks_become_test_macros():
+    assert convert_test_blocks("{% test even(model, column_name) %}x{% endtest %}") == \
+        "{% macro test_even(model, column_name) %}x{% endmacro %}"
+
+
+def test_generic_tests_render_from_yaml_with_ref_arguments(tmp_path):
+    project, renderer = render(tmp_path, {
+        "models/parent.sql": "select 1 as id",
+        "models/child.sql": "select 1 as parent_id",
+        "macros/tests.sql": "{% test is_positive(model, column_name) %}select * from {{ model }} where {{ column_name }} <= 0{% endtest %}",
+        "models/schema.yml": """
+            models:
+              - name: child
+                columns:
+                  - name: parent_id
+                    tests:
+                      - is_positive
+                      - relationships: {to: "ref('parent')", field: id, config: {severity: warn}}
+            """,
+    })
+    tests = {t.test_name: t for t in renderer.build_tests()}
+    assert tests["is_positive"].compiled_sql == "select * from child where parent_id <= 0"
+    rel = tests["relationships"]
+    assert rel.severity == "warn"
+    assert "left join parent as parent on child.parent_id = parent.id" in rel.compiled_sql
+    assert set(rel.depends_on) == {"model.demo.child", "model.demo.parent"}
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"models/a.sql": "select * from {{ ref('bb') }}", "models/b.sql": "select 1"},
+     ["models/a.sql", "'a' refers to 'bb'", "Did you mean 'b'"]),
+    ({"models/a.sql": "select {{ var('missing') }}"}, ["models/a.sql", "var('missing') is not defined"]),
+    ({"models/a.sql": "select 1\n{% if %}"}, ["models/a.sql:2", "Jinja syntax error"]),
+    ({"models/a.sql": "select 1,\n {{ no_such_macro('x') }}", "macros/m.sql": "{% macro no_such_macr() %}{% endmacro %}"},
+     ["models/a.sql:2", "'no_such_macro' is undefined", "Did you mean 'no_such_macr'"]),
+    ({"models/a.sql": "{{ config(materalized='view') }} select 1"}, ["unknown config 'materalized'", "materialized"]),
+    ({"models/a.sql": "select * from {{ source('raw', 'nope') }}"}, ["source('raw', 'nope')", "not declared"]),
+])
+def test_rendering_errors_name_the_file_and_the_problem(tmp_path, files, expected):
+    with pytest.raises(ProjectError) as info:
+        render(tmp_path, files)
+    message = str(info.value)
+    for part in expected:
+        assert part in message
