@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -101,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(args) -> int:
     root = Path(args.project_dir)
     if args.command == "functions":
-        import udfs.reference
+        import udfs
 
-        print(udfs.reference.render_text())
+        for spec in udfs.FUNCTIONS:
+            first_sentence = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", spec.description)[0].rstrip(".")
+            print(f"{spec.signature}\n    {first_sentence}.\n")
+        print("Full reference with examples: docs/functions.md")
         return 0
     project = load_project(root, parse_vars(args.vars))
     target = project.target(args.target)

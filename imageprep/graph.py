@@ -88,10 +88,13 @@ def select(graph: Graph, select_args: list[str] | None, exclude_args: list[str] 
         chosen = _union(graph, select_args, warnings)
     else:
         chosen = {uid for uid, n in graph.nodes.items() if n.resource_type in EXECUTABLE}
+    excluded = _union(graph, exclude_args, warnings) if exclude_args else set()
+    chosen -= excluded
     for uid in list(chosen):
         chosen |= {child for child in graph.children[uid] if graph.nodes[child].resource_type == TEST}
-    if exclude_args:
-        chosen -= _union(graph, exclude_args, warnings)
+    # A test of an excluded node goes with it.
+    chosen = {uid for uid in chosen if uid not in excluded
+              and not (graph.nodes[uid].resource_type == TEST and graph.parents[uid] & excluded)}
     chosen = {uid for uid in chosen if graph.nodes[uid].resource_type in EXECUTABLE}
     return graph.sort(chosen), warnings
 

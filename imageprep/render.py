@@ -159,6 +159,7 @@ class Renderer:
 
         return {
             "ref": ref, "source": source, "config": config, "var": var,
+            "return": _macro_return, "exceptions": _Exceptions(),
             "this": node.name, "is_incremental": lambda: False,
             "target": {"name": self.target_name, "project": project.name},
             "project_name": project.name, "tojson": json.dumps,
@@ -209,6 +210,8 @@ class Renderer:
                                        line=source.config.get("line")) from None
 
             source.location = render_value(source.location)
+            if source.format != "table" and source.location:
+                source.location = _project_relative(self.project.root, source.location)
             source.options = {k: render_value(v) for k, v in source.options.items()}
             source.config["vars"] = dict(record["vars"])
 
@@ -329,6 +332,10 @@ class Renderer:
         """YAML test arguments like `to: ref('labels')` are Jinja expressions, as in dbt."""
         if isinstance(value, str) and re.match(r"^\s*(ref|source|var)\s*\(", value):
             return self.env.from_string("{{ " + value + " }}").render(context)
+        if isinstance(value, str) and "{{" in value:
+            return self.env.from_string(value).render(context)
+        if isinstance(value, list):
+            return [self._render_arg(v, context) for v in value]
         return value
 
     def _node(self, unique_id: str) -> Node:
@@ -344,13 +351,48 @@ class Renderer:
         return node.name
 
 
+def _project_relative(root: Path, location: str) -> str:
+    """A relative source path is relative to the project folder, wherever the command runs."""
+    if re.match(r"^[a-zA-Z][\w+.-]*:", location) or Path(location).is_absolute():
+        return location
+    return str((root / location).resolve())
+
+
+class _MacroReturn(Exception):
+    """dbt's `{{ return(value) }}`: a macro hands back a value instead of text."""
+
+    def __init__(self, value: Any):
+        super().__init__("return() outside a macro")
+        self.value = value
+
+
+def _macro_return(value: Any):
+    raise _MacroReturn(value)
+
+
+class _Exceptions:
+    """dbt's `exceptions` namespace, for macros that check their arguments."""
+
+    @staticmethod
+    def raise_compiler_error(message: str):
+        raise ProjectError(str(message))
+
+    @staticmethod
+    def warn(message: str) -> str:
+        print(f"Warning: {message}", file=sys.stderr)
+        return ""
+
+
 def _tracking(macro: Callable, name: str, used: list[str]) -> Callable:
     if not callable(macro):
         return macro
 
     def call(*args, **kwargs):
         used.append(name)
-        return macro(*args, **kwargs)
+        try:
+            return macro(*args, **kwargs)
+        except _MacroReturn as returned:
+            return returned.value
 
     call.__name__ = name
     return call

@@ -11,6 +11,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote
 
 from .errors import ProjectError
 from .nodes import Source
@@ -98,7 +99,8 @@ def read_image_folder(spark, source: Source):
     frame = reader.load(root_uri)
     if pattern is not None:
         frame = frame.where(F.regexp_extract("path", "[^/]*$", 0).rlike("(?i)" + pattern.pattern))
-    seen = {_canonical(p) for p in frame.inputFiles()}
+    # inputFiles() gives URIs (percent-encoded); rows and our listing carry the plain path.
+    seen = {_canonical(unquote(p)) for p in frame.inputFiles()}
     # binaryFile lists zero-byte files but returns no row for them.
     extra = [f for f in listing if _canonical(f[0]) not in seen or f[1] == 0]
     schema = StructType([StructField("path", StringType()), StructField("modificationTime", TimestampType()),

@@ -1,6 +1,7 @@
 """Create the SparkSession a build or a query runs on, with the project's functions registered."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -53,6 +54,8 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    # PySpark logs every rejected query as a long JSON record; the runner reports it itself.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     if register_functions:
         import udfs
 

@@ -145,6 +145,7 @@ def test_image_folder_source_lists_every_file(spark, tmp_path, capsys):
     (images / "cats" / "deep").mkdir(parents=True)
     (images / "dogs").mkdir()
     Image.new("RGB", (4, 3), (255, 0, 0)).save(images / "cats" / "a.jpg")
+    Image.new("RGB", (4, 3), (9, 9, 9)).save(images / "cats" / "café ñ 写真 (1).jpg")
     Image.new("RGB", (4, 3), (0, 255, 0)).save(images / "cats" / "deep" / "b.PNG")
     Image.new("RGB", (4, 3), (0, 0, 255)).save(images / "dogs" / ".hidden.jpg")
     (images / "dogs" / "empty.jpg").write_bytes(b"")
@@ -168,8 +169,8 @@ def test_image_folder_source_lists_every_file(spark, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "build", "--project-dir", str(root), "--vars", f"images_path: {images}")
     assert code == 0, out
     files = pq.read_table(root / "target/warehouse/files").to_pydict()
-    assert sorted(files["relative_path"]) == ["cats/a.jpg", "cats/deep/b.PNG", "dogs/.hidden.jpg", "dogs/empty.jpg", "dogs/notes.txt"]
+    assert sorted(files["relative_path"]) == ["cats/a.jpg", "cats/café ñ 写真 (1).jpg", "cats/deep/b.PNG", "dogs/.hidden.jpg", "dogs/empty.jpg", "dogs/notes.txt"]
     assert all(files["has_content"])
     assert dict(zip(files["relative_path"], files["length"]))["dogs/empty.jpg"] == 0
     pictures = pq.read_table(root / "target/warehouse/pictures").to_pydict()
-    assert sorted(pictures["relative_path"]) == ["cats/a.jpg", "cats/deep/b.PNG", "dogs/.hidden.jpg", "dogs/empty.jpg"]
+    assert sorted(pictures["relative_path"]) == ["cats/a.jpg", "cats/café ñ 写真 (1).jpg", "cats/deep/b.PNG", "dogs/.hidden.jpg", "dogs/empty.jpg"]

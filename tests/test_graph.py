@@ -81,3 +81,9 @@ def test_exclude_and_warnings_for_selectors_that_match_nothing():
 def test_unknown_selector_method_is_an_error():
     with pytest.raises(ProjectError, match="unknown selector method 'flavour:'"):
         select(shop_graph(), ["flavour:x"], None)
+
+
+def test_excluding_a_model_drops_its_tests():
+    graph = shop_graph()
+    chosen, _ = select(graph, None, ["orders"])
+    assert "unique_orders_id" not in names(graph, chosen) and "customers" in names(graph, chosen)

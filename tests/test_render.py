@@ -119,3 +119,18 @@ def test_rendering_errors_name_the_file_and_the_problem(tmp_path, files, expecte
     message = str(info.value)
     for part in expected:
         assert part in message
+
+
+def test_macros_can_return_values_and_raise_compiler_errors(tmp_path):
+    files = {
+        "macros/m.sql": """
+            {% macro pair() %}{{ return([1, 2]) }}{% endmacro %}
+            {% macro checked(x) %}{% if x < 0 %}{{ exceptions.raise_compiler_error('x must be >= 0, got ' ~ x) }}{% endif %}{{ x }}{% endmacro %}
+            """,
+        "models/a.sql": "select {{ pair() | sum }} as s, {{ checked(3) }} as c",
+    }
+    project, _ = render(tmp_path / "ok", files)
+    assert project.models["a"].compiled_sql == "select 3 as s, 3 as c"
+    with pytest.raises(ProjectError, match="x must be >= 0, got -1") as info:
+        render(tmp_path / "bad", {**files, "models/a.sql": "select\n{{ checked(-1) }}"})
+    assert info.value.path.endswith("m.sql") or info.value.path == "models/a.sql"

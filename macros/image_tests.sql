@@ -1,0 +1,42 @@
+{#- Reusable data tests for image tables. Each returns the rows that break the rule. -#}
+
+{#- Every image in the column has this height, width and number of channels. -#}
+{% test image_shape(model, column_name, height, width, channels=3) %}
+select path, {{ column_name }}.height as height, {{ column_name }}.width as width,
+       {{ column_name }}.nChannels as channels
+from {{ model }}
+where {{ column_name }}.height <> {{ height }} or {{ column_name }}.width <> {{ width }}
+   or {{ column_name }}.nChannels <> {{ channels }}
+   or length({{ column_name }}.data) <> {{ height }} * {{ width }} * {{ channels }}
+{% endtest %}
+
+{#- A float32 tensor holds exactly product(shape) values (4 bytes each). -#}
+{% test tensor_matches_shape(model, column_name, shape_column) %}
+select path, length({{ column_name }}) as n_bytes, {{ shape_column }} as shape
+from {{ model }}
+where length({{ column_name }}) <> 4 * aggregate({{ shape_column }}, 1L, (acc, d) -> acc * d)
+{% endtest %}
+
+{#- Tensor values are finite and within [min_value, max_value]. -#}
+{% test tensor_values_in_range(model, column_name, min_value, max_value) %}
+select path, array_min(v) as min_value, array_max(v) as max_value
+from (select path, tensor_to_array({{ column_name }}) as v from {{ model }})
+where exists(v, x -> isnan(x) or x < {{ min_value }} or x > {{ max_value }})
+{% endtest %}
+
+{#- Classes with fewer than min_count images (use with severity: warn). -#}
+{% test min_rows_per_value(model, column_name, min_count) %}
+select {{ column_name }}, count(*) as n_rows
+from {{ model }}
+group by {{ column_name }}
+having count(*) < {{ min_count }}
+{% endtest %}
+
+{#- No pair of (near-)duplicate images may sit in two different splits. -#}
+{% test pairs_in_same_split(model, splits) %}
+select p.path_a, a.split as split_a, p.path_b, b.split as split_b
+from {{ model }} p
+join {{ splits }} a on a.path = p.path_a
+join {{ splits }} b on b.path = p.path_b
+where a.split <> b.split
+{% endtest %}

@@ -1,0 +1,232 @@
+"""The example project end to end: the bundled sample, the shared labelled set and the edge cases.
+
+Each build runs in a copy of the project in a temporary folder, on the test run's Spark session.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from imageprep.cli import main
+from imageprep.training import numpy_batches, table_path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_PARTS = ["project.yml", "models", "macros", "tests/data_tests", "data/images"]
+TABLES = ["stg_images", "image_errors", "images_resized", "image_features", "labels", "near_duplicates",
+          "image_groups", "splits", "images_augmented", "train_set", "val_set", "test_set", "ml_features"]
+
+
+def copy_example(dest: Path) -> Path:
+    for part in PROJECT_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, dest / part)
+        else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, dest / part)
+    return dest
+
+
+def build(project: Path, **vars) -> int:
+    args = ["build", "--project-dir", str(project)]
+    if vars:
+        args += ["--vars", json.dumps(vars)]
+    return main(args)
+
+
+def read(project: Path, table: str) -> dict:
+    return pq.read_table(project / "target/warehouse" / table).to_pydict()
+
+
+def run_results(project: Path) -> dict:
+    return {r["name"]: r for r in json.loads((project / "target/run_results.json").read_text())["results"]}
+
+
+@pytest.fixture(scope="module")
+def sample(spark, tmp_path_factory):
+    """The example exactly as `python runner.py build` builds it on a fresh clone."""
+    project = copy_example(tmp_path_factory.mktemp("sample"))
+    code = build(project)
+    return project, code
+
+
+def test_sample_builds_every_table_and_passes_its_data_tests(sample):
+    project, code = sample
+    assert code == 0
+    results = run_results(project)
+    for table in TABLES:
+        assert results[table]["status"] == "success", results[table]
+    failing = {n: r for n, r in results.items() if r["status"] not in ("success", "pass")}
+    assert failing == {}
+
+
+def test_every_sample_file_is_an_image_or_an_error(sample):
+    project, _ = sample
+    files = sorted(p for p in (project / "data/images").rglob("*") if p.is_file())
+    stg, errors = read(project, "stg_images"), read(project, "image_errors")
+    assert len(stg["path"]) + len(errors["path"]) == len(files) == 49
+    assert errors["relative_path"] == ["cardboard/corrupt_example.jpg"]
+    assert errors["reason"][0].startswith("truncated image")
+    assert Counter(stg["label"]) == {"cardboard": 12, "paper": 12, "plastic": 12, "trash": 12}
+    assert set(stg["n_channels"]) == {3}
+
+
+def test_labels_are_indexed_in_name_order(sample):
+    project, _ = sample
+    labels = read(project, "labels")
+    assert labels["label"] == sorted(labels["label"])
+    assert dict(zip(labels["label"], labels["label_index"])) == {"cardboard": 0, "paper": 1, "plastic": 2, "trash": 3}
+
+
+def test_splits_are_stratified_and_within_one_image_of_the_ratios(sample):
+    project, _ = sample
+    splits = read(project, "splits")
+    assert len(set(splits["path"])) == len(splits["path"]) == 48
+    per_label = Counter(zip(splits["label"], splits["split"]))
+    for label in {"cardboard", "paper", "plastic", "trash"}:
+        for split, ratio in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+            assert abs(per_label[(label, split)] - 12 * ratio) <= 1, (label, split, per_label)
+
+
+def test_training_sets_hold_tensors_labels_and_augmented_copies(sample):
+    project, _ = sample
+    train, val, test = read(project, "train_set"), read(project, "val_set"), read(project, "test_set")
+    splits = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
+    originals = [p for p, c in zip(train["path"], train["copy_index"]) if c == 0]
+    assert sorted(originals) == sorted(p for p, s in splits.items() if s == "train")
+    assert Counter(train["copy_index"]) == {0: len(originals), 1: len(originals), 2: len(originals)}
+    assert set(val["copy_index"]) == {0} and sorted(val["path"]) == sorted(p for p, s in splits.items() if s == "val")
+    assert not set(train["path"]) & set(val["path"]) and not set(val["path"]) & set(test["path"])
+    for row in range(len(val["path"])):
+        assert val["tensor_shape"][row] == [3, 224, 224]
+        assert len(val["tensor"][row]) == 4 * 3 * 224 * 224
+        onehot = val["label_onehot"][row]
+        assert len(onehot) == 4 and sum(onehot) == 1 and onehot[val["label_index"][row]] == 1
+    # The tensor is the ImageNet-normalized resized image, channels first.
+    resized = read(project, "images_resized")
+    image = resized["image"][resized["path"].index(val["path"][0])]
+    pixels = np.frombuffer(image["data"], np.uint8).reshape(224, 224, 3).astype(np.float64) / 255
+    expected = ((pixels - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
+    got = np.frombuffer(val["tensor"][0], "<f4").reshape(3, 224, 224)
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_augmented_copies_differ_from_originals_but_keep_their_shape(sample):
+    project, _ = sample
+    augmented, resized = read(project, "images_augmented"), read(project, "images_resized")
+    original = dict(zip(resized["path"], resized["image"]))
+    changed = sum(img["data"] != original[p]["data"] for p, img in zip(augmented["path"], augmented["image"]))
+    assert changed == len(augmented["path"])
+    assert {(img["height"], img["width"]) for img in augmented["image"]} == {(224, 224)}
+
+
+def test_spark_ml_learns_from_the_feature_vectors(spark, sample):
+    from pyspark.ml.classification import LogisticRegression
+
+    project, _ = sample
+    frame = spark.read.parquet(str(project / "target/warehouse/ml_features"))
+    train = frame.where("split = 'train'")
+    held_out = frame.where("split <> 'train'")
+    model = LogisticRegression(featuresCol="features", labelCol="label_index", maxIter=200, regParam=0.01).fit(train)
+    scored = model.transform(held_out).select("label_index", "prediction").collect()
+    accuracy = sum(r.label_index == r.prediction for r in scored) / len(scored)
+    assert len(scored) == 16
+    assert accuracy > 0.25 + 0.1, f"accuracy {accuracy:.2f} is not above chance (0.25)"
+
+
+def test_numpy_export_reads_the_built_training_set(sample):
+    project, _ = sample
+    x_total, labels = 0, []
+    for x, y in numpy_batches(table_path(project, "val_set"), batch_size=5):
+        assert x.dtype == np.float32 and x.shape[1:] == (3, 224, 224)
+        x_total += len(x)
+        labels += list(y)
+    val = read(project, "val_set")
+    assert x_total == len(val["path"]) and labels == val["label_index"]
+
+
+def test_compile_and_query_the_example(sample, capsys):
+    project, _ = sample
+    assert main(["query", "--project-dir", str(project), "--format", "json",
+                 "select split, count(*) as n from splits group by split order by split"]) == 0
+    counts = {json.loads(l)["split"]: json.loads(l)["n"] for l in capsys.readouterr().out.splitlines()}
+    assert counts == {"test": 8, "train": 32, "val": 8}
+
+
+# -- The shared data sets (present in development and CI, skipped in a user's clone) ---------------
+
+SMALL = {"image_size": 64, "augment_copies": 1}
+
+
+def test_labeled_dataset_matches_its_manifest(spark, tmp_path, labeled_dir, labeled_manifest):
+    project = copy_example(tmp_path / "p")
+    assert build(project, images_path=str(labeled_dir), **SMALL) == 0
+    with open(labeled_manifest, newline="") as handle:
+        manifest = {row["path"]: row for row in csv.DictReader(handle)}
+    stg = read(project, "stg_images")
+    assert read(project, "image_errors")["path"] == []
+    prefix = "file:" + str(labeled_dir.resolve()) + "/"
+    seen = {}
+    for i, path in enumerate(stg["path"]):
+        rel = path[len(prefix):]
+        seen[rel] = (stg["label"][i], stg["width"][i], stg["height"][i], stg["content_sha256"][i])
+    expected = {p: (m["label"], int(m["width"]), int(m["height"]), m["sha256"]) for p, m in manifest.items()}
+    assert seen == expected
+    labels = read(project, "labels")
+    assert dict(zip(labels["label"], labels["n_images"])) == dict(Counter(m["label"] for m in manifest.values()))
+    splits = Counter(zip(read(project, "splits")["label"], read(project, "splits")["split"]))
+    for label, n in Counter(m["label"] for m in manifest.values()).items():
+        # whole near-duplicate groups move together, so allow their size beyond the one-image rounding
+        assert abs(splits[(label, "train")] - 0.7 * n) <= 2
+
+
+def test_rebuilding_gives_identical_tables(spark, tmp_path):
+    project = copy_example(tmp_path / "p")
+    assert build(project, **SMALL) == 0
+    first = {t: read(project, t) for t in TABLES if t != "ml_features"}
+    assert main(["build", "--project-dir", str(project), "--vars", json.dumps(SMALL), "--full-refresh"]) == 0
+    for table, before in first.items():
+        after = read(project, table)
+        assert rows_of(after) == rows_of(before), table
+
+
+def rows_of(table: dict) -> list[str]:
+    """Every row, bytes included, in a canonical order: equal lists mean equal tables."""
+    columns = sorted(table)
+    return sorted(repr([table[c][i] for c in columns]) for i in range(len(table[columns[0]])))
+
+
+EDGE_REASONS = {
+    "truncated.jpg": "truncated image",
+    "empty.jpg": "empty file",
+    "not_an_image.png": "not an image",
+    "README.md": "not an image",
+    "expected.json": "not an image",
+}
+
+
+def test_edge_cases_are_each_decoded_or_reported(spark, tmp_path, edge_cases_dir):
+    project = copy_example(tmp_path / "p")
+    code = build(project, images_path=str(edge_cases_dir), **SMALL)
+    prefix = "file:" + str(edge_cases_dir.resolve()) + "/"
+    stg, errors = read(project, "stg_images"), read(project, "image_errors")
+    decoded = {p[len(prefix):]: (w, h) for p, w, h in zip(stg["path"], stg["width"], stg["height"])}
+    rejected = {p[len(prefix):]: r for p, r in zip(errors["path"], errors["reason"])}
+    files = sorted(str(p.relative_to(edge_cases_dir)) for p in edge_cases_dir.rglob("*") if p.is_file())
+    assert sorted(decoded) + sorted(rejected) and sorted([*decoded, *rejected]) == files
+    for name, reason in EDGE_REASONS.items():
+        assert rejected[name].startswith(reason), (name, rejected[name])
+    expected = json.loads((edge_cases_dir / "expected.json").read_text())
+    for case in expected:
+        if case["expect"] in ("ok", "skip-or-ok"):
+            assert decoded[case["file"]] == tuple(case["size"]), case["file"]
+    # Files outside class folders have no label: the build warns about them but does not fail.
+    assert code == 0
+    assert run_results(project)["not_null_stg_images_label"]["status"] == "warn"

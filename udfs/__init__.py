@@ -1,0 +1,82 @@
+"""Image functions for Spark SQL: decode, resize, normalize, features, augmentation.
+
+Two layers, as torchvision has them: pure kernels in ``udfs.kernels`` (NumPy arrays or
+bytes in and out, testable without Spark) and thin Arrow UDF wrappers in
+``udfs.spark_functions``. ``udfs.catalog.FUNCTIONS`` lists every SQL function with its
+signature, description and the modules behind it; ``register_all(spark)`` makes them
+all callable from SQL on a session.
+
+Importing this package does not import PySpark (the catalog and kernels are usable
+without it); ``register_all`` does.
+"""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import zipfile
+from pathlib import Path
+
+from udfs.catalog import FUNCTIONS, VECTOR, FunctionSpec, function, function_source_files
+
+__all__ = ["FUNCTIONS", "FunctionSpec", "function", "function_source_files", "register_all", "function_names"]
+
+_UDFS: dict = {}  # name -> arrow UDF object, built once per process
+
+
+def function_names() -> list[str]:
+    """SQL names of all functions, in catalog order."""
+    return [spec.name for spec in FUNCTIONS]
+
+
+def register_all(spark, ship_code: bool = True) -> list[str]:
+    """Register every catalog function on ``spark`` (session-scoped, idempotent); return their names.
+
+    Python-backed functions become Arrow UDFs (``spark.udf.register``); ``hamming`` is a
+    SQL function (``CREATE OR REPLACE TEMPORARY FUNCTION``) and runs in the JVM. With
+    ``ship_code`` the ``udfs`` package is zipped and added with ``addPyFile`` so Python
+    workers can import it wherever they run (in local mode too, when the driver was
+    started from another folder).
+    """
+    from pyspark.sql.functions import arrow_udf
+
+    if ship_code:
+        _ship_package(spark)
+    for spec in FUNCTIONS:
+        if spec.sql_body is not None:
+            spark.sql(spec.create_sql)
+            continue
+        if spec.name not in _UDFS:
+            _UDFS[spec.name] = _make_udf(spec, arrow_udf)
+        spark.udf.register(spec.name, _UDFS[spec.name])
+    return function_names()
+
+
+def _make_udf(spec, arrow_udf):
+    if spec.returns == VECTOR:  # Spark ML's vector type has no Arrow form: an Arrow-optimized row UDF
+        from pyspark.ml.linalg import VectorUDT
+        from pyspark.sql.functions import udf
+
+        return udf(spec.implementation(), VectorUDT(), useArrow=True)
+    return arrow_udf(spec.implementation(), returnType=spec.return_ddl)
+
+
+def _ship_package(spark) -> None:
+    """Add a zip of this package's Python files to the SparkContext once per content version."""
+    package = Path(__file__).resolve().parent
+    files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    name = f"udfs-{digest.hexdigest()[:16]}.zip"
+    context = spark.sparkContext
+    if name in getattr(context, "_python_includes", []):
+        return
+    target = Path(tempfile.gettempdir()) / "spark-image-data" / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{id(spark)}.tmp")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, Path("udfs") / path.relative_to(package))
+        partial.replace(target)
+    context.addPyFile(str(target))
