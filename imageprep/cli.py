@@ -23,7 +23,7 @@ from .project import load_project
 from .render import Renderer
 from .warehouse import Warehouse
 
-COMMANDS = ("build", "run", "test", "seed", "compile", "ls", "show", "query", "clean", "functions")
+COMMANDS = ("build", "run", "test", "seed", "compile", "ls", "show", "query", "docs", "serve", "clean", "functions")
 
 
 class UsageError(ProjectError):
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument("--full-refresh", action="store_true", help="rebuild every selected table from scratch")
     running.add_argument("--fail-fast", "-x", action="store_true", help="stop at the first failure")
+    running.add_argument("--threads", type=int, default=None,
+                         help="models to run at the same time (default: the target's threads, or 1)")
 
     parser = _Parser(prog="runner.py", description="Build image-preparation SQL models into Parquet tables on Spark.")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
@@ -65,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--limit", type=int, default=None, help="print at most this many rows")
+    docs = sub.add_parser("docs", parents=[common], help="write a static docs site to target/docs/")
+    docs.add_argument("--serve", action="store_true", help="then serve it on localhost")
+    docs.add_argument("--port", type=int, default=8080)
+    serve = sub.add_parser("serve", parents=[common], help="a SQL endpoint (JDBC/ODBC) over the built tables")
+    serve.add_argument("--port", type=int, default=10000)
     sub.add_parser("clean", parents=[common], help="delete target/ (the project's clean-targets)")
     sub.add_parser("functions", parents=[common], help="list the image functions callable from SQL")
     return parser
@@ -135,6 +142,14 @@ def run_command(args) -> int:
 
     if args.command in ("show", "query"):
         return _query(args, project, target)
+    if args.command == "docs":
+        from .docs_site import docs_command
+
+        return docs_command(args, project, target, graph, executable)
+    if args.command == "serve":
+        from .endpoint import serve_command
+
+        return serve_command(args, project, target)
     selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None))
     for warning in warnings:
         print(f"Warning: {warning}", file=sys.stderr)

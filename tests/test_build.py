@@ -174,3 +174,12 @@ def test_image_folder_source_lists_every_file(spark, tmp_path, capsys):
     assert dict(zip(files["relative_path"], files["length"]))["dogs/empty.jpg"] == 0
     pictures = pq.read_table(root / "target/warehouse/pictures").to_pydict()
     assert sorted(pictures["relative_path"]) == ["cats/a.jpg", "cats/café ñ 写真 (1).jpg", "cats/deep/b.PNG", "dogs/.hidden.jpg", "dogs/empty.jpg"]
+
+
+def test_python_helper_session_has_tables_and_functions(shop):
+    from imageprep.catalog import project_session
+
+    root, _ = shop
+    spark = project_session(root)
+    rows = spark.sql("select count(*) as n, max(hamming(1, 7)) as h from customers").first()
+    assert rows.n == 5 and rows.h == 2

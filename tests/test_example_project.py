@@ -230,3 +230,17 @@ def test_edge_cases_are_each_decoded_or_reported(spark, tmp_path, edge_cases_dir
     # Files outside class folders have no label: the build warns about them but does not fail.
     assert code == 0
     assert run_results(project)["not_null_stg_images_label"]["status"] == "warn"
+
+
+def test_torch_dataset_reads_the_built_training_set(sample):
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; install it to test the dataset wrapper")
+    from imageprep.training import make_torch_dataset
+
+    project, _ = sample
+    dataset = make_torch_dataset(table_path(project, "test_set"))
+    items = list(dataset)
+    test = read(project, "test_set")
+    assert len(items) == len(test["path"])
+    x, y = items[0]
+    assert isinstance(x, torch.Tensor) and tuple(x.shape) == (3, 224, 224) and y == test["label_index"][0]
+    assert torch.equal(x, torch.from_numpy(np.frombuffer(test["tensor"][0], "<f4").reshape(3, 224, 224).copy()))

@@ -72,3 +72,20 @@ def test_selection_that_matches_nothing_warns(tmp_path, capsys):
     root = write_project(tmp_path, GOOD_MODEL)
     code, out, err = run_cli(capsys, "ls", "--project-dir", str(root), "-s", "nothing_here")
     assert code == 0 and "Warning: the selector 'nothing_here' matches no node" in err and out == ""
+
+
+def test_missing_java_is_explained(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_project(tmp_path, GOOD_MODEL)
+    runner = Path(__file__).resolve().parent.parent / "runner.py"
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = str(tmp_path / "no-java-here")
+    done = subprocess.run([sys.executable, str(runner), "build", "--project-dir", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Java was not found" in done.stderr and "JAVA_HOME" in done.stderr
+    assert "Traceback" not in done.stderr
