@@ -16,6 +16,7 @@ from .artifacts import NodeResult, compiled_path
 from .catalog import register_warehouse
 from .data_tests import run_test
 from .errors import ProjectError
+from .fingerprint import TestState
 from .graph import Graph
 from .materialize import load_seed, materialize_model
 from .nodes import MODEL, SEED, SOURCE, TEST
@@ -37,6 +38,9 @@ class Execution:
     executable_sql: dict[str, str]
     fail_fast: bool = False
     echo: Callable[[str], None] = print
+    full_refresh: bool = False
+    fingerprints: dict[str, str | None] = field(default_factory=dict)
+    test_state: TestState | None = None
     registered_sources: set[str] = field(default_factory=set)
 
 
@@ -82,19 +86,27 @@ def _run_node(ex: Execution, node) -> NodeResult:
     result = NodeResult(node.unique_id, node.name, node.resource_type, "success",
                         materialized=node.materialized, compiled_path=shown_sql if sql else None)
     ex.spark.sparkContext.setJobDescription(f"{node.resource_type} {node.name}")
+    fingerprint = ex.fingerprints.get(node.unique_id)
+    if _unchanged(ex, node, fingerprint):
+        result.status = UNCHANGED
+        result.rows = (ex.warehouse.catalog().get(node.name) or {}).get("rows")
+        result.message = "unchanged since the last build (use --full-refresh to rebuild)"
+        return result
     try:
         _register_sources(ex, node)
         if node.resource_type == SEED:
-            written = load_seed(ex.spark, node, ex.project.root, ex.warehouse)
+            written = load_seed(ex.spark, node, ex.project.root, ex.warehouse, fingerprint)
             result.rows = written.rows
         elif node.resource_type == MODEL:
-            written = materialize_model(ex.spark, node, sql, ex.warehouse)
+            written = materialize_model(ex.spark, node, sql, ex.warehouse, fingerprint)
             result.rows = written.rows
         else:
             outcome = run_test(ex.spark, node, sql)
             result.status, result.failures, result.examples = outcome.status, outcome.failures, outcome.examples
             if outcome.failures:
                 result.message = f"{outcome.failures} failing row{'s' * (outcome.failures != 1)}"
+            if ex.test_state is not None:
+                ex.test_state.record(node.unique_id, fingerprint, outcome.status)
     except ProjectError as exc:
         result.status, result.message, result.project_error = "error", str(exc), True
     except Exception as exc:  # Spark rejected the SQL, or a function failed on the data
@@ -109,6 +121,21 @@ def _run_node(ex: Execution, node) -> NodeResult:
     log.info("%s %s %s rows=%s %.2fs %s", node.unique_id, result.status, node.materialized, result.rows,
              result.execution_time, result.message or "")
     return result
+
+
+UNCHANGED = "skipped: unchanged"
+
+
+def _unchanged(ex: Execution, node, fingerprint: str | None) -> bool:
+    """True when the node's stored result was made from exactly the same inputs."""
+    if ex.full_refresh or not fingerprint:
+        return False
+    if node.resource_type == TEST:
+        return ex.test_state is not None and ex.test_state.passed_with(node.unique_id, fingerprint)
+    if node.resource_type == MODEL and node.materialized == "ephemeral":
+        return False
+    entry = ex.warehouse.catalog().get(node.name)
+    return entry is not None and entry.get("fingerprint") == fingerprint
 
 
 def _register_sources(ex: Execution, node) -> None:
@@ -134,7 +161,8 @@ def _spark_message(exc: Exception, max_lines: int = 12) -> str:
     return "\n".join(f"  {l}" for l in kept)
 
 
-STATUS_WORDS = {"success": "OK", "pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+STATUS_WORDS = {"success": "OK", "pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP",
+                UNCHANGED: "SAME"}
 
 
 def progress_line(index: int, total: int, node, result: NodeResult) -> str:
@@ -143,6 +171,8 @@ def progress_line(index: int, total: int, node, result: NodeResult) -> str:
     word = STATUS_WORDS.get(result.status, result.status.upper())
     if result.status in ("error", "skipped"):
         detail = result.status
+    elif result.status == UNCHANGED:
+        detail = "unchanged"
     elif node.resource_type == TEST:
         detail = f"{result.failures} failing" if result.failures else "0 failing"
     elif result.rows is not None:
@@ -161,8 +191,8 @@ def summary(results: list[NodeResult], elapsed: float) -> tuple[list[str], int]:
         counts[r.status] = counts.get(r.status, 0) + 1
     lines = [f"Finished {len(results)} node{'s' * (len(results) != 1)} in {elapsed:.1f}s: " + ", ".join(
         f"{counts.get(s, 0)} {w.lower()}" for s, w in
-        [("success", "OK"), ("pass", "PASS"), ("warn", "WARN"), ("fail", "FAIL"), ("error", "ERROR"),
-         ("skipped", "SKIP")] if counts.get(s))]
+        [("success", "OK"), ("pass", "PASS"), (UNCHANGED, "UNCHANGED"), ("warn", "WARN"), ("fail", "FAIL"),
+         ("error", "ERROR"), ("skipped", "SKIP")] if counts.get(s))]
     problems = [r for r in results if r.status in ("error", "fail", "warn")]
     for r in problems:
         head = {"error": "Error in", "fail": "Failure in", "warn": "Warning in"}[r.status]

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from . import artifacts
+from . import artifacts, fingerprint
 from .build import Execution, execute, summary
 from .errors import ProjectError
+from .fingerprint import TestState
 from .graph import Graph, select
 from .nodes import MODEL, TEST
 from .project import load_project
@@ -164,10 +165,10 @@ def run_command(args) -> int:
         print(f"Compiled {len(shown)} models and {sum(graph.nodes[u].resource_type == TEST for u in selected)} "
               f"tests to {project.rel(project.target_path / 'compiled')}/")
         return 0
-    return _execute(args, project, target, graph, executable, selected)
+    return _execute(args, project, target, graph, executable, selected, renderer)
 
 
-def _execute(args, project, target, graph, executable, selected) -> int:
+def _execute(args, project, target, graph, executable, selected, renderer) -> int:
     from .spark_session import create_session
 
     started = time.perf_counter()
@@ -181,9 +182,13 @@ def _execute(args, project, target, graph, executable, selected) -> int:
     spark = create_session(target.master, app_name=project.name, settings=target.spark)
     echo(f"Spark {spark.version} ready in {time.perf_counter() - started:.1f}s; "
          f"running {sum(graph.nodes[u].resource_type in {'model', 'seed', 'test'} for u in selected)} selected nodes")
-    ex = Execution(spark, project, graph, Warehouse(project.warehouse_for(target)), executable,
-                   fail_fast=args.fail_fast, echo=echo)
+    warehouse = Warehouse(project.warehouse_for(target))
+    prints = fingerprint.compute(graph, project, executable, fingerprint.macro_sources(renderer),
+                                 lambda source: fingerprint.listing_of(spark, source))
+    ex = Execution(spark, project, graph, warehouse, executable, fail_fast=args.fail_fast, echo=echo,
+                   full_refresh=args.full_refresh, fingerprints=prints, test_state=TestState(warehouse.root))
     results = execute(ex, args.command, selected)
+    ex.test_state.save()
     elapsed = time.perf_counter() - started
     artifacts.write_run_results(project.target_path, args.command, results, elapsed)
     lines, code = summary(results, elapsed)

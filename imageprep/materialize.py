@@ -15,17 +15,17 @@ class Written:
     location: str | None
 
 
-def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse) -> Written:
+def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, fingerprint: str | None = None) -> Written:
     kind = model.materialized
     if kind == "ephemeral":
         return Written(None, None)
     frame = spark.sql(sql)  # parses and analyses: a rejected query fails here, before any write
     if kind == "view":
         spark.sql(f"CREATE OR REPLACE TEMP VIEW `{model.name}` AS {sql}")
-        warehouse.publish_view(model.name, sql)
+        warehouse.publish_view(model.name, sql, fingerprint=fingerprint)
         return Written(None, None)
     if kind in ("table", "incremental"):
-        return write_table(spark, frame, model.name, warehouse, _partition_by(model))
+        return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint)
     raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
 
 
@@ -36,7 +36,8 @@ def _partition_by(model: Model) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: list[str]) -> Written:
+def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: list[str],
+                fingerprint: str | None = None) -> Written:
     """Write a new version; switch to it only once every file is written."""
     version = warehouse.new_version(name)
     try:
@@ -48,12 +49,12 @@ def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: lis
     except BaseException:
         warehouse.discard(version)
         raise
-    warehouse.publish_table(name, version, rows=rows)
+    warehouse.publish_table(name, version, rows=rows, fingerprint=fingerprint)
     spark.read.parquet(version).createOrReplaceTempView(name)
     return Written(rows, version)
 
 
-def load_seed(spark, seed: Seed, project_root, warehouse: Warehouse) -> Written:
+def load_seed(spark, seed: Seed, project_root, warehouse: Warehouse, fingerprint: str | None = None) -> Written:
     """A CSV file as a table: types inferred by Spark, overridden per column by `column_types`."""
     path = project_root / seed.path
     delimiter = seed.config.get("delimiter", ",")
@@ -77,4 +78,4 @@ def load_seed(spark, seed: Seed, project_root, warehouse: Warehouse) -> Written:
         frame = frame.select(*[
             frame[f"`{c}`"].cast(seed.column_types[c]).alias(c) if c in seed.column_types else frame[f"`{c}`"]
             for c in frame.columns])
-    return write_table(spark, frame.coalesce(1), seed.name, warehouse, [])
+    return write_table(spark, frame.coalesce(1), seed.name, warehouse, [], fingerprint)

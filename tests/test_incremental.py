@@ -1,0 +1,94 @@
+"""Change-aware builds: unchanged nodes are skipped; a change rebuilds exactly what it reaches."""
+import json
+
+from PIL import Image
+
+from imageprep import fingerprint
+from imageprep.graph import Graph
+from imageprep.project import load_project
+from imageprep.render import Renderer
+from runner_helpers import run_cli, write_project
+
+
+def statuses(root) -> dict:
+    data = json.loads((root / "target/run_results.json").read_text())
+    return {r["name"]: r["status"] for r in data["results"]}
+
+
+def rebuilt(root) -> set:
+    return {name for name, status in statuses(root).items() if status in ("success", "pass")}
+
+
+def project_files(images):
+    return {
+        "macros/m.sql": "{% macro double(x) %}{{ x }} * 2{% endmacro %}",
+        "models/files.sql": "select relative_path, length from {{ source('raw', 'images') }}",
+        "models/sizes.sql": "select relative_path, {{ double('length') }} as twice from {{ ref('files') }}",
+        "models/const.sql": "select {{ var('k', 1) }} as k",
+        "models/uses_const.sql": "select k + 1 as k1 from {{ ref('const') }}",
+        "models/hashes.sql": "select hamming(1, 3) as h",
+        "models/schema.yml": f"""
+            sources:
+              - name: raw
+                tables:
+                  - name: images
+                    format: images
+                    path: {images}
+            models:
+              - name: files
+                columns:
+                  - name: relative_path
+                    tests: [unique]
+            """,
+    }
+
+
+def test_unchanged_nodes_are_skipped_and_changes_rebuild_exactly_what_they_reach(spark, tmp_path, capsys):
+    images = tmp_path / "images" / "a"
+    images.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(images / "one.png")
+    root = write_project(tmp_path / "p", project_files(images.parent))
+    assert run_cli(capsys, "build", "--project-dir", str(root))[0] == 0
+    assert rebuilt(root) == {"files", "sizes", "const", "uses_const", "hashes", "unique_files_relative_path"}
+
+    code, out, _ = run_cli(capsys, "build", "--project-dir", str(root))
+    assert code == 0 and set(statuses(root).values()) == {"skipped: unchanged"}
+    assert "6 unchanged" in out
+
+    run_cli(capsys, "build", "--project-dir", str(root), "--vars", "k: 2")
+    assert rebuilt(root) == {"const", "uses_const"}
+
+    (root / "macros/m.sql").write_text("{% macro double(x) %}{{ x }} + {{ x }}{% endmacro %}")
+    run_cli(capsys, "build", "--project-dir", str(root), "--vars", "k: 2")
+    assert rebuilt(root) == {"sizes"}
+
+    Image.new("RGB", (4, 4)).save(images / "two.png")  # one new image
+    run_cli(capsys, "build", "--project-dir", str(root), "--vars", "k: 2")
+    assert rebuilt(root) == {"files", "sizes", "unique_files_relative_path"}
+
+    run_cli(capsys, "build", "--project-dir", str(root), "--vars", "k: 2", "--full-refresh")
+    assert set(statuses(root).values()) == {"success", "pass"}
+
+
+def test_image_function_code_is_part_of_the_fingerprint(tmp_path, monkeypatch):
+    root = write_project(tmp_path, {
+        "models/a.sql": "select phash(image) as h from {{ ref('b') }}",
+        "models/b.sql": "select 1 as image",
+        "models/c.sql": "select hamming(1, 2) as d",
+    })
+    project = load_project(root)
+    renderer = Renderer(project, "local")
+    renderer.render_all()
+    graph = Graph(project.models.values())
+    executable = {m.unique_id: renderer.executable_sql(m) for m in project.models.values()}
+
+    def prints():
+        return fingerprint.compute(graph, project, executable, fingerprint.macro_sources(renderer), lambda s: None)
+
+    before = prints()
+    real = fingerprint.function_fingerprints()
+    monkeypatch.setattr(fingerprint, "function_fingerprints", lambda: {**real, "phash": "changed code"})
+    after = prints()
+    changed = {graph.nodes[u].name for u in before if before[u] != after[u]}
+    assert changed == {"a"}
+    assert fingerprint.functions_called("select PHASH (x), hamming(a,b), lower(y)") == ["hamming", "phash"]
