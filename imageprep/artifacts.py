@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -97,13 +98,21 @@ def write_manifest(target_path: Path, project, graph, executable_sql: dict[str, 
     return _write_json(target_path / "manifest.json", manifest)
 
 
-def write_run_results(target_path: Path, command: str, results: list[NodeResult], elapsed: float) -> Path:
+def write_run_results(target_path: Path, command: str, results: list[NodeResult], elapsed: float,
+                      args: dict | None = None) -> Path:
     payload = {
         "metadata": {"generated_at": _now(), "invocation_id": INVOCATION_ID},
-        "command": command, "elapsed_time": round(elapsed, 3),
+        "command": command, "args": args or {}, "elapsed_time": round(elapsed, 3),
         "results": [{**asdict(r), "execution_time": round(r.execution_time, 3)} for r in results],
     }
     return _write_json(target_path / "run_results.json", payload)
+
+
+def keep_state(target_path: Path) -> None:
+    """Keep this build's manifest as the state `state:modified` compares the next one with."""
+    state = target_path / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(target_path / "manifest.json", state / "manifest.json")
 
 
 def _write_json(path: Path, payload: dict) -> Path:

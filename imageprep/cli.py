@@ -18,7 +18,7 @@ from . import artifacts, fingerprint
 from .build import Execution, execute, summary
 from .errors import ProjectError
 from .fingerprint import TestState
-from .graph import Graph, select
+from .graph import Graph, PreviousRun, select
 from .nodes import MODEL, TEST
 from .project import load_project
 from .render import Renderer
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in helps.items():
         parents = [common, selecting] + ([running] if name != "compile" else [])
         sub.add_parser(name, parents=parents, help=text)
+    sub.add_parser("retry", parents=[common], help="re-run the nodes that failed or were skipped in the last run")
     sub.add_parser("ls", parents=[common, selecting], help="list the selected nodes")
     show = sub.add_parser("show", parents=[common], help="print the first rows of a built table")
     show.add_argument("model")
@@ -117,6 +118,11 @@ def run_command(args) -> int:
             print(f"{spec.signature}\n    {first_sentence}.\n")
         print("Full reference with examples: docs/functions.md")
         return 0
+    if args.command == "retry":
+        args = _retry_args(args)
+        if args is None:
+            print("Nothing to retry: the last run had no failed or skipped nodes.")
+            return 0
     project = load_project(root, parse_vars(args.vars))
     target = project.target(args.target)
     if args.command == "clean":
@@ -139,7 +145,9 @@ def run_command(args) -> int:
     executable.update({t.unique_id: t.compiled_sql for t in tests})
     for uid, sql in executable.items():
         artifacts.write_compiled(artifacts.compiled_path(project.target_path, project.name, graph.nodes[uid]), sql)
-    artifacts.write_manifest(project.target_path, project, graph, executable, target.name)
+    previous = _previous_run(project.target_path)
+    manifest_path = artifacts.write_manifest(project.target_path, project, graph, executable, target.name)
+    previous.current_nodes = json.loads(manifest_path.read_text())["nodes"]
 
     if args.command in ("show", "query"):
         return _query(args, project, target)
@@ -151,7 +159,7 @@ def run_command(args) -> int:
         from .endpoint import serve_command
 
         return serve_command(args, project, target)
-    selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None))
+    selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None), previous)
     for warning in warnings:
         print(f"Warning: {warning}", file=sys.stderr)
     if args.command == "ls":
@@ -190,11 +198,44 @@ def _execute(args, project, target, graph, executable, selected, renderer) -> in
     results = execute(ex, args.command, selected)
     ex.test_state.save()
     elapsed = time.perf_counter() - started
-    artifacts.write_run_results(project.target_path, args.command, results, elapsed)
+    invocation = {k: getattr(args, k, None) for k in ("vars", "target", "select", "exclude", "full_refresh", "fail_fast")}
+    artifacts.write_run_results(project.target_path, args.command, results, elapsed, invocation)
+    artifacts.keep_state(project.target_path)
     lines, code = summary(results, elapsed)
     for line in lines:
         echo(line)
     return code
+
+
+def _previous_run(target_path: Path) -> PreviousRun:
+    """The last build's manifest and the last run's results, for state: and result: selectors."""
+    previous = PreviousRun()
+    state = target_path / "state" / "manifest.json"
+    if state.exists():
+        previous.manifest_nodes = json.loads(state.read_text())["nodes"]
+    results = target_path / "run_results.json"
+    if results.exists():
+        previous.results = {r["unique_id"]: r["status"] for r in json.loads(results.read_text())["results"]}
+    return previous
+
+
+RETRIED = ("error", "fail", "skipped")
+
+
+def _retry_args(args):
+    """The last run's command and flags, selecting only the nodes that failed or were skipped."""
+    path = Path(args.project_dir) / "target" / "run_results.json"
+    if not path.exists():
+        raise UsageError("nothing to retry: there is no target/run_results.json (run a build first)")
+    last = json.loads(path.read_text())
+    failed = [r["unique_id"] for r in last["results"] if r["status"] in RETRIED]
+    if not failed:
+        return None
+    previous = last.get("args") or {}
+    return argparse.Namespace(
+        command=last["command"], project_dir=args.project_dir, target=args.target or previous.get("target"),
+        vars=args.vars or previous.get("vars"), select=[" ".join(f"result:{s}" for s in RETRIED)], exclude=None,
+        full_refresh=bool(previous.get("full_refresh")), fail_fast=bool(previous.get("fail_fast")), threads=None)
 
 
 def _query(args, project, target) -> int:

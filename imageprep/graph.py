@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import graphlib
 import re
+from dataclasses import dataclass
 from typing import Iterable
 
 from .errors import ProjectError
@@ -73,22 +74,32 @@ _ATOM = re.compile(r"^(?P<at>@)?(?P<up>\d*\+)?(?P<body>[^+]+?)(?P<down>\+\d*)?$"
 EXECUTABLE = (MODEL, SEED, TEST)
 
 
+@dataclass
+class PreviousRun:
+    """What `state:` and `result:` selectors compare with: the last build's manifest and results."""
+
+    manifest_nodes: dict[str, dict] | None = None
+    results: dict[str, str] | None = None  # unique id -> status
+    current_nodes: dict[str, dict] | None = None  # this run's manifest entries, to compare with
+
+
 def select(graph: Graph, select_args: list[str] | None, exclude_args: list[str] | None,
-           root_relative_paths: bool = True) -> tuple[list[str], list[str]]:
+           previous: PreviousRun | None = None) -> tuple[list[str], list[str]]:
     """The executable nodes (models, seeds, tests) chosen by --select/--exclude, in build order.
 
     Returns (selected ids, warnings). dbt's rules: space separates a union, comma an
     intersection; `+m` adds ancestors, `m+` descendants (`2+m`, `m+1` limit the depth),
     `@m` adds descendants and their ancestors; methods `tag:`, `path:`, `source:`,
-    `resource_type:`, `config.<key>:`, and names with shell wildcards. Tests of any selected
+    `resource_type:`, `config.<key>:`, `state:modified|new` (against the last build's
+    manifest), `result:<status>` (the last run's results), and names with shell wildcards. Tests of any selected
     node are selected too (dbt's eager indirect selection).
     """
     warnings: list[str] = []
     if select_args:
-        chosen = _union(graph, select_args, warnings)
+        chosen = _union(graph, select_args, warnings, previous)
     else:
         chosen = {uid for uid, n in graph.nodes.items() if n.resource_type in EXECUTABLE}
-    excluded = _union(graph, exclude_args, warnings) if exclude_args else set()
+    excluded = _union(graph, exclude_args, warnings, previous) if exclude_args else set()
     chosen -= excluded
     for uid in list(chosen):
         chosen |= {child for child in graph.children[uid] if graph.nodes[child].resource_type == TEST}
@@ -99,21 +110,21 @@ def select(graph: Graph, select_args: list[str] | None, exclude_args: list[str] 
     return graph.sort(chosen), warnings
 
 
-def _union(graph: Graph, args: list[str], warnings: list[str]) -> set[str]:
+def _union(graph: Graph, args: list[str], warnings: list[str], previous: PreviousRun | None) -> set[str]:
     result: set[str] = set()
     for arg in args:
         for spec in arg.split():
-            parts = [_atom(graph, atom, warnings) for atom in spec.split(",") if atom]
+            parts = [_atom(graph, atom, warnings, previous) for atom in spec.split(",") if atom]
             if parts:
                 result |= set.intersection(*parts)
     return result
 
 
-def _atom(graph: Graph, atom: str, warnings: list[str]) -> set[str]:
+def _atom(graph: Graph, atom: str, warnings: list[str], previous: PreviousRun | None) -> set[str]:
     match = _ATOM.match(atom)
     if not match:
         raise ProjectError(f"cannot read the selector '{atom}'")
-    base = _match_method(graph, match.group("body"))
+    base = _match_method(graph, match.group("body"), previous)
     if not base:
         warnings.append(f"the selector '{atom}' matches no node")
     result = set(base)
@@ -128,11 +139,30 @@ def _atom(graph: Graph, atom: str, warnings: list[str]) -> set[str]:
     return result
 
 
+def _state(graph: Graph, value: str, previous: PreviousRun | None) -> set[str]:
+    """Nodes new since the last build, or whose SQL (vars included), config or parents changed."""
+    if previous is None or previous.manifest_nodes is None:
+        raise ProjectError("state: compares with the last build's manifest (target/state/manifest.json), "
+                           "and there is none yet: run a build first")
+    old = previous.manifest_nodes
+    if value == "new":
+        return {uid for uid in graph.nodes if uid not in old and graph.nodes[uid].resource_type != SOURCE}
+    if value != "modified":
+        raise ProjectError(f"unknown state '{value}': use state:modified or state:new")
+    current = previous.current_nodes or {}
+    changed = set()
+    for uid, entry in current.items():
+        before = old.get(uid)
+        if before is None or any(before.get(k) != entry.get(k) for k in ("checksum", "config", "depends_on", "location")):
+            changed.add(uid)
+    return changed & set(graph.nodes)
+
+
 def _depth(text: str) -> int | None:
     return int(text) if text else None
 
 
-def _match_method(graph: Graph, body: str) -> set[str]:
+def _match_method(graph: Graph, body: str, previous: PreviousRun | None = None) -> set[str]:
     method, _, value = body.partition(":") if ":" in body else ("name", "", body)
     nodes = graph.nodes.values()
     if method == "name":
@@ -154,9 +184,13 @@ def _match_method(graph: Graph, body: str) -> set[str]:
         key = method[len("config."):]
         return {n.unique_id for n in nodes if str(n.config.get(key)) == value
                 or (isinstance(n.config.get(key), list) and value in n.config[key])}
-    if method in ("state", "result"):
-        raise ProjectError(f"the '{method}:' selector needs the artifacts of an earlier run; "
-                           f"it is not supported yet")
+    if method == "state":
+        return _state(graph, value, previous)
+    if method == "result":
+        if previous is None or previous.results is None:
+            raise ProjectError("result: selects from the last run's target/run_results.json, and there is none yet")
+        return {uid for uid, status in previous.results.items() if uid in graph.nodes
+                and (status == value or status.split(":")[0] == value)}
     raise ProjectError(
         f"unknown selector method '{method}:'. Use a name, tag:, path:, source:, resource_type:, "
         f"test_name: or config.<key>:")

@@ -92,3 +92,30 @@ def test_image_function_code_is_part_of_the_fingerprint(tmp_path, monkeypatch):
     changed = {graph.nodes[u].name for u in before if before[u] != after[u]}
     assert changed == {"a"}
     assert fingerprint.functions_called("select PHASH (x), hamming(a,b), lower(y)") == ["hamming", "phash"]
+
+
+def test_retry_reruns_failed_and_skipped_nodes_and_state_selects_changes(spark, tmp_path, capsys):
+    root = write_project(tmp_path, {
+        "models/ok.sql": "select 1 as id",
+        "models/flaky.sql": "select 10 div (id - {{ var('zero_at', 99) }}) as q from range(1, 3) as t(id)",
+        "models/after.sql": "select * from {{ ref('flaky') }}",
+        "models/other.sql": "select {{ var('o', 1) }} as o",
+    })
+    spark.conf.set("spark.sql.ansi.enabled", "true")
+    code, _, _ = run_cli(capsys, "build", "--project-dir", str(root), "--vars", "zero_at: 1")
+    assert code == 1 and statuses(root) == {"ok": "success", "flaky": "error", "after": "skipped", "other": "success"}
+    # retry keeps the last run's vars unless given new ones
+    assert run_cli(capsys, "retry", "--project-dir", str(root))[0] == 1
+    assert statuses(root) == {"flaky": "error", "after": "skipped"}
+    assert run_cli(capsys, "retry", "--project-dir", str(root), "--vars", "zero_at: 5")[0] == 0
+    assert statuses(root) == {"flaky": "success", "after": "success"}
+    code, out, _ = run_cli(capsys, "retry", "--project-dir", str(root))
+    assert code == 0 and "Nothing to retry" in out
+
+    code, out, _ = run_cli(capsys, "ls", "--project-dir", str(root), "--vars", "{zero_at: 5, o: 2}", "-s", "state:modified+")
+    assert out.split() == ["model", "table", "other"]
+    (root / "models/new.sql").write_text("select 2 as n")
+    code, out, _ = run_cli(capsys, "ls", "--project-dir", str(root), "--vars", "zero_at: 5", "-s", "state:new")
+    assert out.split() == ["model", "table", "new"]
+    code, out, _ = run_cli(capsys, "ls", "--project-dir", str(root), "-s", "result:success")
+    assert set(out.split()[2::3]) == {"flaky", "after"}
