@@ -41,6 +41,7 @@ class Execution:
     full_refresh: bool = False
     fingerprints: dict[str, str | None] = field(default_factory=dict)
     test_state: TestState | None = None
+    incremental_models: set[str] = field(default_factory=set)  # rendered with is_incremental() true
     registered_sources: set[str] = field(default_factory=set)
 
 
@@ -98,7 +99,8 @@ def _run_node(ex: Execution, node) -> NodeResult:
             written = load_seed(ex.spark, node, ex.project.root, ex.warehouse, fingerprint)
             result.rows = written.rows
         elif node.resource_type == MODEL:
-            written = materialize_model(ex.spark, node, sql, ex.warehouse, fingerprint)
+            written = materialize_model(ex.spark, node, sql, ex.warehouse, fingerprint,
+                                        incremental=node.name in ex.incremental_models)
             result.rows = written.rows
         else:
             outcome = run_test(ex.spark, node, sql)

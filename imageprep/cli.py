@@ -136,7 +136,9 @@ def run_command(args) -> int:
         return 0
 
     artifacts.open_log(project.target_path)
-    renderer = Renderer(project, target.name)
+    built = {name for name, entry in Warehouse(project.warehouse_for(target)).catalog().items()
+             if entry.get("kind") == "table"}
+    renderer = Renderer(project, target.name, built, full_refresh=bool(getattr(args, "full_refresh", False)))
     renderer.render_all()
     tests = renderer.build_tests()
     nodes = [*project.models.values(), *project.seeds.values(), *project.sources.values(), *tests]
@@ -191,10 +193,13 @@ def _execute(args, project, target, graph, executable, selected, renderer) -> in
     echo(f"Spark {spark.version} ready in {time.perf_counter() - started:.1f}s; "
          f"running {sum(graph.nodes[u].resource_type in {'model', 'seed', 'test'} for u in selected)} selected nodes")
     warehouse = Warehouse(project.warehouse_for(target))
-    prints = fingerprint.compute(graph, project, executable, fingerprint.macro_sources(renderer),
+    baseline = {**executable, **{m.unique_id: renderer.executable_sql(m, baseline=True)
+                                 for m in project.models.values()}}
+    prints = fingerprint.compute(graph, project, baseline, fingerprint.macro_sources(renderer),
                                  lambda source: fingerprint.listing_of(spark, source))
     ex = Execution(spark, project, graph, warehouse, executable, fail_fast=args.fail_fast, echo=echo,
-                   full_refresh=args.full_refresh, fingerprints=prints, test_state=TestState(warehouse.root))
+                   full_refresh=args.full_refresh, fingerprints=prints, test_state=TestState(warehouse.root),
+                   incremental_models=renderer.incremental_models)
     results = execute(ex, args.command, selected)
     ex.test_state.save()
     elapsed = time.perf_counter() - started

@@ -15,7 +15,8 @@ class Written:
     location: str | None
 
 
-def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, fingerprint: str | None = None) -> Written:
+def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, fingerprint: str | None = None,
+                      incremental: bool = False) -> Written:
     kind = model.materialized
     if kind == "ephemeral":
         return Written(None, None)
@@ -24,6 +25,10 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
         spark.sql(f"CREATE OR REPLACE TEMP VIEW `{model.name}` AS {sql}")
         warehouse.publish_view(model.name, sql, fingerprint=fingerprint)
         return Written(None, None)
+    if kind == "incremental" and incremental:
+        from .incremental import materialize_incremental
+
+        return materialize_incremental(spark, model, sql, warehouse, fingerprint)
     if kind in ("table", "incremental"):
         return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint)
     raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)

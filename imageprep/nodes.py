@@ -31,6 +31,7 @@ class Model(Node):
     folder_parts: tuple[str, ...] = ()  # folders under the model path, for folder configs and path:
     columns: dict[str, dict] = field(default_factory=dict)
     compiled_sql: str | None = None  # the model's own SQL, refs resolved, ephemeral CTEs not yet injected
+    baseline_sql: str | None = None  # the same with is_incremental() false: what its fingerprint covers
     refs: list[str] = field(default_factory=list)
     sources: list[tuple[str, str]] = field(default_factory=list)
     used_vars: dict[str, Any] = field(default_factory=dict)

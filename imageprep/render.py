@@ -39,9 +39,14 @@ def convert_test_blocks(source: str) -> str:
 class Renderer:
     """Renders every node of a project; holds the Jinja environment and the macro files."""
 
-    def __init__(self, project: Project, target_name: str):
+    def __init__(self, project: Project, target_name: str, built_tables: set[str] | None = None,
+                 full_refresh: bool = False):
         self.project = project
         self.target_name = target_name
+        # is_incremental() is true for an incremental model whose table exists, unless --full-refresh.
+        self.built_tables = set(built_tables or ())
+        self.full_refresh = full_refresh
+        self.incremental_models: set[str] = set()
         self.sources: dict[str, str] = {}
         self.env = jinja2.Environment(
             loader=jinja2.FunctionLoader(self._load_source), undefined=StrictUndefined,
@@ -160,10 +165,16 @@ class Renderer:
         return {
             "ref": ref, "source": source, "config": config, "var": var,
             "return": _macro_return, "exceptions": _Exceptions(),
-            "this": node.name, "is_incremental": lambda: False,
+            "this": node.name, "is_incremental": lambda: self._is_incremental(node, record, phase),
             "target": {"name": self.target_name, "project": project.name},
             "project_name": project.name, "tojson": json.dumps,
         }
+
+    def _is_incremental(self, node: Node, record: dict[str, Any], phase: str) -> bool:
+        if phase == "baseline" or self.full_refresh or node.resource_type != MODEL:
+            return False
+        materialized = record["config"].get("materialized", node.config.get("materialized"))
+        return materialized == "incremental" and node.name in self.built_tables
 
     # -- Public -------------------------------------------------------------------------------------
     def render_model(self, model: Model, phase: str) -> str:
@@ -190,6 +201,12 @@ class Renderer:
         for model in self.project.models.values():
             model.compiled_sql = self.render_model(model, "compile").strip()
             model.depends_on = self._dependency_ids(model.refs, model.sources)
+            model.baseline_sql = model.compiled_sql
+            if self._is_incremental(model, {"config": {}}, "compile"):
+                self.incremental_models.add(model.name)
+                # What the model computes from scratch: the fingerprint of its logic, which must not
+                # change just because the table now exists.
+                model.baseline_sql = self.render_model(model, "baseline").strip()
 
     def render_sources(self) -> None:
         """Source paths and options in YAML may use var(), e.g. path: "{{ var('images_path') }}"."""
@@ -223,8 +240,10 @@ class Renderer:
         ids += [self.project.sources[key].unique_id for key in sources]
         return list(dict.fromkeys(ids))
 
-    def executable_sql(self, model: Model | DataTest) -> str:
-        """The model's SQL with the CTEs of the ephemeral models it reads injected in front."""
+    def executable_sql(self, model: Model | DataTest, baseline: bool = False) -> str:
+        """The model's SQL with the CTEs of the ephemeral models it reads injected in front.
+
+        `baseline`: the SQL as on a first build (is_incremental() false), for fingerprints."""
         ctes: list[tuple[str, str]] = []
         seen: set[str] = set()
 
@@ -238,7 +257,7 @@ class Renderer:
                 ctes.append((f"__cte__{name}", _strip_semicolon(upstream.compiled_sql)))
 
         collect(model.refs)
-        sql = _strip_semicolon(model.compiled_sql)
+        sql = _strip_semicolon(getattr(model, "baseline_sql", None) if baseline else model.compiled_sql)
         if not ctes:
             return sql
         cte_sql = ",\n".join(f"{name} AS (\n{body}\n)" for name, body in ctes)

@@ -119,3 +119,71 @@ def test_retry_reruns_failed_and_skipped_nodes_and_state_selects_changes(spark, 
     assert out.split() == ["model", "table", "new"]
     code, out, _ = run_cli(capsys, "ls", "--project-dir", str(root), "-s", "result:success")
     assert set(out.split()[2::3]) == {"flaky", "after"}
+
+
+def inodes(folder):
+    return {p.stat().st_ino for p in folder.rglob("*.parquet")}
+
+
+INCREMENTAL = """
+{{{{ config(materialized='incremental', {config}) }}}}
+select id, id % 2 as part, '{{{{ var("tag") }}}}' as tag from range({{{{ var('lo') }}}}, {{{{ var('hi') }}}}) as t(id)
+{{% if is_incremental() %}} where id >= (select coalesce(max(id), -1) - {{{{ var('overlap', 0) }}}} from {{{{ this }}}}) {{% endif %}}
+"""
+
+
+def build_incremental(capsys, root, **vars):
+    return run_cli(capsys, "run", "--project-dir", str(root), "--vars", json.dumps({"overlap": 0, **vars}))
+
+
+def table(root, name="inc"):
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(root / "target/warehouse" / name).to_pylist()
+    return sorted((r["id"], r["tag"]) for r in rows)
+
+
+def test_incremental_append_keeps_old_files_and_adds_new_rows(spark, tmp_path, capsys):
+    root = write_project(tmp_path, {"models/inc.sql": INCREMENTAL.format(config="incremental_strategy='append'")})
+    assert build_incremental(capsys, root, lo=0, hi=3, tag="a")[0] == 0
+    first = inodes((root / "target/warehouse/inc").resolve())
+    assert build_incremental(capsys, root, lo=0, hi=5, tag="b")[0] == 0
+    assert table(root) == [(0, "a"), (1, "a"), (2, "a"), (2, "b"), (3, "b"), (4, "b")]
+    assert first <= inodes((root / "target/warehouse/inc").resolve())  # old files hard-linked, not rewritten
+    assert build_incremental(capsys, root, lo=0, hi=5, tag="c")[0] == 0  # nothing new: adds only id 4 again
+    run_cli(capsys, "run", "--project-dir", str(root), "--full-refresh", "--vars", '{"lo": 0, "hi": 2, "tag": "z"}')
+    assert table(root) == [(0, "z"), (1, "z")]
+
+
+def test_incremental_merge_replaces_rows_by_unique_key(spark, tmp_path, capsys):
+    root = write_project(tmp_path, {"models/inc.sql": INCREMENTAL.format(config="unique_key='id'")})
+    assert build_incremental(capsys, root, lo=0, hi=4, tag="a")[0] == 0
+    assert build_incremental(capsys, root, lo=0, hi=6, tag="b", overlap=1)[0] == 0
+    assert table(root) == [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "b"), (5, "b")]  # ids >= max - 1 replaced
+
+
+def test_incremental_insert_overwrite_replaces_partitions(spark, tmp_path, capsys):
+    root = write_project(tmp_path, {"models/inc.sql": """
+        {{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by='part') }}
+        select id, {{ var('part') }} as part, '{{ var("tag") }}' as tag from range({{ var('lo') }}, {{ var('hi') }}) as t(id)
+        """})
+    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 0, "hi": 2, "part": 1, "tag": "a"}')
+    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 5, "hi": 6, "part": 2, "tag": "b"}')
+    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 7, "hi": 8, "part": 1, "tag": "c"}')
+    assert table(root) == [(5, "b"), (7, "c")]
+
+
+def test_incremental_schema_change_fails_or_adds_columns(spark, tmp_path, capsys):
+    files = {"models/inc.sql": """
+        {{ config(materialized='incremental', on_schema_change=var('mode', 'fail')) }}
+        select id{% if var('extra', false) %}, id * 10 as extra_col{% endif %} from range({{ var('lo') }}, {{ var('hi') }}) as t(id)
+        """}
+    root = write_project(tmp_path, files)
+    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 0, "hi": 2}')
+    code, out, _ = run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 2, "hi": 3, "extra": true}')
+    assert code == 2 and "new columns: extra_col" in out and "--full-refresh" in out
+    code, _, _ = run_cli(capsys, "run", "--project-dir", str(root), "--vars",
+                         '{"lo": 2, "hi": 3, "extra": true, "mode": "append_new_columns"}')
+    import pyarrow.parquet as pq
+    rows = sorted(pq.read_table(root / "target/warehouse/inc").to_pylist(), key=lambda r: r["id"])
+    assert code == 0 and rows == [{"id": 0, "extra_col": None}, {"id": 1, "extra_col": None}, {"id": 2, "extra_col": 20}]

@@ -1,0 +1,160 @@
+"""Incremental models: add to or update the current table instead of rebuilding it, as in dbt.
+
+    {{ config(materialized='incremental', unique_key='path', incremental_strategy='merge') }}
+    select ... from {{ source('raw', 'images') }}
+    {% if is_incremental() %} where path not in (select path from {{ this }}) {% endif %}
+
+The result is still a new version of the table, switched to atomically: the Parquet files of the
+current version that stay valid are hard-linked into the new version (no bytes copied, where the
+warehouse is a local folder; copied elsewhere), and only new or changed rows are written.
+
+- `append`: the query's rows are added.
+- `merge` (needs `unique_key`): rows whose key the query returns are replaced; files holding none
+  of those keys are kept as they are, the others are rewritten without the replaced rows.
+- `insert_overwrite` (needs `partition_by`): partitions the query returns are replaced whole.
+
+`on_schema_change`: `fail` (default) stops with the columns that differ; `append_new_columns`
+adds the query's new columns (NULL in older rows) and rewrites the table once.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .errors import ProjectError
+from .nodes import Model
+
+STRATEGIES = ("append", "merge", "insert_overwrite")
+SCHEMA_CHANGES = ("fail", "append_new_columns")
+
+
+def strategy_of(model: Model) -> str:
+    strategy = model.config.get("incremental_strategy") or ("merge" if model.config.get("unique_key") else "append")
+    if strategy not in STRATEGIES:
+        raise ProjectError(f"incremental_strategy '{strategy}' of '{model.name}' is not one of "
+                           f"{', '.join(STRATEGIES)}", path=model.path)
+    if strategy == "merge" and not model.config.get("unique_key"):
+        raise ProjectError(f"incremental_strategy 'merge' of '{model.name}' needs a unique_key", path=model.path)
+    if strategy == "insert_overwrite" and not model.config.get("partition_by"):
+        raise ProjectError(f"incremental_strategy 'insert_overwrite' of '{model.name}' needs partition_by",
+                           path=model.path)
+    return strategy
+
+
+def _as_list(value) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def data_files(version: Path) -> list[Path]:
+    """Parquet files of a version (relative to it), leaving out Spark's _SUCCESS and .crc files."""
+    found = []
+    for folder, _, names in os.walk(version):
+        for name in names:
+            if not name.startswith(("_", ".")):
+                found.append((Path(folder) / name).relative_to(version))
+    return sorted(found)
+
+
+def plan_schema(model: Model, old_frame, new_frame):
+    """The query's rows in the table's column order; the table's rows too if columns were added."""
+    from pyspark.sql import functions as F
+
+    old_types = dict((f.name, f.dataType) for f in old_frame.schema.fields)
+    new_types = dict((f.name, f.dataType) for f in new_frame.schema.fields)
+    added = [c for c in new_types if c not in old_types]
+    missing = [c for c in old_types if c not in new_types]
+    retyped = [c for c in new_types if c in old_types and new_types[c] != old_types[c]]
+    mode = model.config.get("on_schema_change", "fail")
+    if mode not in SCHEMA_CHANGES:
+        raise ProjectError(f"on_schema_change '{mode}' of '{model.name}' is not one of {', '.join(SCHEMA_CHANGES)}",
+                           path=model.path)
+    if not (added or missing or retyped):
+        return new_frame.select(*old_types), None
+    changes = "; ".join(part for part in [
+        f"new columns: {', '.join(added)}" if added else "",
+        f"columns no longer returned: {', '.join(missing)}" if missing else "",
+        f"columns with a new type: {', '.join(f'{c} ({old_types[c].simpleString()} -> {new_types[c].simpleString()})' for c in retyped)}" if retyped else "",
+    ] if part)
+    if mode == "fail" or retyped:
+        raise ProjectError(
+            f"the columns of incremental model '{model.name}' changed ({changes}). Rebuild it with "
+            f"--full-refresh, or set on_schema_change='append_new_columns' to add new columns",
+            path=model.path)
+    columns = list(old_types) + added
+    new_aligned = new_frame.select(*[F.col(c) if c in new_types else F.lit(None).cast(old_types[c]).alias(c)
+                                     for c in columns])
+    old_aligned = old_frame.select(*[F.col(c) if c in old_types else F.lit(None).cast(new_types[c]).alias(c)
+                                     for c in columns])
+    return new_aligned, old_aligned
+
+
+def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprint: str | None):
+    """Write the next version of an incremental model's existing table."""
+    from pyspark.sql import functions as F
+
+    from .materialize import Written
+
+    strategy = strategy_of(model)
+    current = Path(warehouse.table_path(model.name))
+    partition_by = _as_list(model.config.get("partition_by"))
+    old = spark.read.parquet(str(current))
+    new_rows, rewritten_old = plan_schema(model, old, spark.sql(sql))
+    keep: list[Path] = []
+    if rewritten_old is not None:  # new columns: the old rows are rewritten once with NULLs for them
+        to_write = rewritten_old.unionByName(new_rows)
+    elif strategy == "append":
+        keep, to_write = data_files(current), new_rows
+    elif strategy == "merge":
+        keys = _as_list(model.config["unique_key"])
+        new_rows = new_rows.cache()
+        new_keys = new_rows.select(*keys).distinct()
+        tagged = old.withColumn("__file", F.input_file_name())
+        touched_uris = [r["__file"] for r in tagged.join(new_keys, keys, "left_semi").select("__file").distinct().collect()]
+        touched = {_local(uri) for uri in touched_uris}
+        keep = [f for f in data_files(current) if (current / f).resolve() not in touched]
+        survivors = tagged.where(F.col("__file").isin(touched_uris)).drop("__file").join(new_keys, keys, "left_anti")
+        to_write = survivors.unionByName(new_rows)
+    else:  # insert_overwrite
+        replaced = {tuple(str(r[c]) for c in partition_by) for r in new_rows.select(*partition_by).distinct().collect()}
+        keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
+        to_write = new_rows
+    version = Path(warehouse.new_version(model.name))
+    try:
+        for relative in keep:
+            _link_or_copy(current / relative, version / relative)
+        writer = to_write.write.mode("append")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(str(version))
+        rows = spark.read.parquet(str(version)).count()
+    except BaseException:
+        warehouse.discard(str(version))
+        raise
+    warehouse.publish_table(model.name, str(version), rows=rows, fingerprint=fingerprint)
+    spark.read.parquet(str(version)).createOrReplaceTempView(model.name)
+    return Written(rows, str(version))
+
+
+def _local(uri: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path)).resolve()
+
+
+def _partition_values(relative: Path, partition_by: list[str]) -> tuple[str, ...]:
+    values = dict(part.split("=", 1) for part in relative.parts[:-1] if "=" in part)
+    from urllib.parse import unquote
+
+    return tuple(unquote(values.get(c, "")) for c in partition_by)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link a kept file into the new version (same bytes, no copy); copy across devices."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
