@@ -54,7 +54,7 @@ class Warehouse:
 
     # -- writing -----------------------------------------------------------------------------------
     def new_version(self, name: str) -> str:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         path = self.root / VERSIONS_DIR / name / f"{stamp}-{uuid.uuid4().hex[:8]}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return str(path)
