@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,7 @@ class Execution:
     fail_fast: bool = False
     echo: Callable[[str], None] = print
     full_refresh: bool = False
+    threads: int = 1
     fingerprints: dict[str, str | None] = field(default_factory=dict)
     test_state: TestState | None = None
     incremental_models: set[str] = field(default_factory=set)  # rendered with is_incremental() true
@@ -53,31 +55,69 @@ def execute(ex: Execution, command: str, selected: list[str]) -> list[NodeResult
         if table.isTemporary:
             ex.spark.catalog.dropTempView(table.name)
     register_warehouse(ex.spark, ex.warehouse)  # tables of earlier builds, for partial selections
-    results: list[NodeResult] = []
-    blocked: set[str] = set()  # failed or skipped nodes, and models whose error-severity test failed
     total = len(to_run)
+    chosen = set(to_run)
+    waits = {uid: _waits_for(ex.graph, uid, chosen) for uid in to_run}
+    results: dict[str, NodeResult] = {}
+    blocked: set[str] = set()  # failed or skipped nodes, and models whose error-severity test failed
+    pending = list(to_run)  # in graph order: the first ready node is started first
+    running: dict = {}
+    printed = 0
     stop = False
-    for index, uid in enumerate(to_run, start=1):
-        node = ex.graph.nodes[uid]
-        upstream = ex.graph.parents[uid] & blocked
-        if stop or upstream:
-            why = "--fail-fast: an earlier node failed" if stop else \
-                "upstream failed: " + ", ".join(sorted(ex.graph.nodes[u].name for u in upstream))
-            result = NodeResult(uid, node.name, node.resource_type, "skipped", message=why,
-                                materialized=node.materialized)
-            blocked.add(uid)
-        else:
-            result = _run_node(ex, node)
-            if result.status in ("error", "fail"):
-                blocked.add(uid)
-                if node.resource_type == TEST and node.attached_to:
-                    blocked.add(node.attached_to)
-                stop = ex.fail_fast
-        results.append(result)
-        ex.echo(progress_line(index, total, node, result))
-        for example in result.examples:
-            ex.echo(f"           {example}")
-    return results
+    with ThreadPoolExecutor(max_workers=max(1, ex.threads), thread_name_prefix="node") as pool:
+        while pending or running:
+            for uid in [u for u in pending if all(w in results for w in waits[u])]:
+                if len(running) >= max(1, ex.threads):
+                    break
+                pending.remove(uid)
+                node = ex.graph.nodes[uid]
+                upstream = ex.graph.parents[uid] & blocked
+                if stop or upstream:
+                    why = "--fail-fast: an earlier node failed" if stop else \
+                        "upstream failed: " + ", ".join(sorted(ex.graph.nodes[u].name for u in upstream))
+                    results[uid] = NodeResult(uid, node.name, node.resource_type, "skipped", message=why,
+                                              materialized=node.materialized)
+                    blocked.add(uid)
+                else:
+                    running[pool.submit(_run_in_pool, ex, node, len(running))] = uid
+            # Progress is printed in graph order, whatever order concurrent nodes finish in.
+            while printed < total and to_run[printed] in results:
+                uid = to_run[printed]
+                printed += 1
+                ex.echo(progress_line(printed, total, ex.graph.nodes[uid], results[uid]))
+                for example in results[uid].examples:
+                    ex.echo(f"           {example}")
+            if not running:
+                continue
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                uid = running.pop(future)
+                node, result = ex.graph.nodes[uid], future.result()
+                results[uid] = result
+                if result.status in ("error", "fail"):
+                    blocked.add(uid)
+                    if node.resource_type == TEST and node.attached_to:
+                        blocked.add(node.attached_to)
+                    stop = stop or ex.fail_fast
+    return [results[uid] for uid in to_run]
+
+
+def _waits_for(graph: Graph, uid: str, chosen: set[str]) -> set[str]:
+    """Selected nodes to finish first: the node's parents and the tests of those parents."""
+    parents = graph.parents[uid] & chosen
+    if graph.nodes[uid].resource_type == TEST:
+        return parents
+    # Only tests placed earlier in graph order: a relationships test may read this node too.
+    tests = {child for parent in parents for child in graph.children[parent]
+             if child in chosen and graph.nodes[child].resource_type == TEST
+             and graph.position[child] < graph.position[uid]}
+    return parents | tests
+
+
+def _run_in_pool(ex: Execution, node, slot: int) -> NodeResult:
+    # One FAIR scheduler pool per concurrent node, so models running together share the cores.
+    ex.spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"node-{slot}")
+    return _run_node(ex, node)
 
 
 def _run_node(ex: Execution, node) -> NodeResult:

@@ -136,7 +136,7 @@ def run_command(args) -> int:
         return 0
 
     artifacts.open_log(project.target_path)
-    built = {name for name, entry in Warehouse(project.warehouse_for(target)).catalog().items()
+    built = {name for name, entry in Warehouse.for_target(project, target).catalog().items()
              if entry.get("kind") == "table"}
     renderer = Renderer(project, target.name, built, full_refresh=bool(getattr(args, "full_refresh", False)))
     renderer.render_all()
@@ -188,18 +188,24 @@ def _execute(args, project, target, graph, executable, selected, renderer) -> in
         print(line, flush=True)
         log.info(line)
 
+    threads = getattr(args, "threads", None) or target.threads
+    if threads < 1:
+        raise UsageError("--threads must be at least 1")
+    settings = dict(target.spark)
+    if threads > 1:
+        settings.setdefault("spark.scheduler.mode", "FAIR")  # concurrent models share the cores
     echo(f"Starting Spark ({target.master}) for project '{project.name}', target '{target.name}'")
-    spark = create_session(target.master, app_name=project.name, settings=target.spark)
+    spark = create_session(target.master, app_name=project.name, settings=settings)
     echo(f"Spark {spark.version} ready in {time.perf_counter() - started:.1f}s; "
          f"running {sum(graph.nodes[u].resource_type in {'model', 'seed', 'test'} for u in selected)} selected nodes")
-    warehouse = Warehouse(project.warehouse_for(target))
+    warehouse = Warehouse(project.warehouse_for(target), spark)
     baseline = {**executable, **{m.unique_id: renderer.executable_sql(m, baseline=True)
                                  for m in project.models.values()}}
     prints = fingerprint.compute(graph, project, baseline, fingerprint.macro_sources(renderer),
                                  lambda source: fingerprint.listing_of(spark, source))
     ex = Execution(spark, project, graph, warehouse, executable, fail_fast=args.fail_fast, echo=echo,
                    full_refresh=args.full_refresh, fingerprints=prints, test_state=TestState(warehouse.root),
-                   incremental_models=renderer.incremental_models)
+                   incremental_models=renderer.incremental_models, threads=threads)
     results = execute(ex, args.command, selected)
     ex.test_state.save()
     elapsed = time.perf_counter() - started
@@ -249,7 +255,7 @@ def _query(args, project, target) -> int:
     from .spark_session import create_session
 
     spark = create_session(target.master, app_name=f"{project.name}-query", settings=target.spark)
-    warehouse = Warehouse(project.warehouse_for(target))
+    warehouse = Warehouse(project.warehouse_for(target), spark)
     registered = register_warehouse(spark, warehouse)
     if args.command == "show":
         if args.model not in registered:

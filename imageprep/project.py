@@ -45,6 +45,7 @@ class Target:
     master: str
     spark: dict[str, Any]
     warehouse: str | None
+    threads: int = 1
 
 
 @dataclass
@@ -206,8 +207,12 @@ def _load_targets(raw: dict, shown: str) -> dict[str, Target]:
         if not isinstance(spark, dict):
             raise ProjectError(f"'spark' of target '{name}' must map Spark settings to values",
                                path=shown, line=line_of(settings))
+        threads = settings.get("threads", 1)
+        if not isinstance(threads, int) or threads < 1:
+            raise ProjectError(f"threads of target '{name}' must be a whole number of at least 1",
+                               path=shown, line=line_of(settings))
         targets[name] = Target(str(name), str(settings.get("master", "local[*]")),
-                               {str(k): v for k, v in spark.items()}, settings.get("warehouse"))
+                               {str(k): v for k, v in spark.items()}, settings.get("warehouse"), threads)
     return targets
 
 

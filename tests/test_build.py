@@ -183,3 +183,25 @@ def test_python_helper_session_has_tables_and_functions(shop):
     spark = project_session(root)
     rows = spark.sql("select count(*) as n, max(hamming(1, 7)) as h from customers").first()
     assert rows.n == 5 and rows.h == 2
+
+
+def test_threads_run_independent_models_together_with_deterministic_output(spark, tmp_path, capsys):
+    import re
+
+    files = {f"models/m{i}.sql": f"select {i} as id, count(*) as n from range(200000)" for i in range(4)}
+    files["models/total.sql"] = "select sum(id) as s from (" + " union all ".join(
+        f"select id from {{{{ ref('m{i}') }}}}" for i in range(4)) + ")"
+    files["models/schema.yml"] = "models:\n  - name: m0\n    columns:\n      - name: id\n        tests: [unique]\n"
+    root = write_project(tmp_path, files)
+    outputs = []
+    for threads in ("1", "3"):
+        code, out, _ = run_cli(capsys, "run", "--project-dir", str(root), "--threads", threads, "--full-refresh")
+        assert code == 0
+        outputs.append([re.sub(r"in\s+[\d.]+s", "", l) for l in out.splitlines() if re.match(r"\s*\d+/\d+ ", l)])
+        assert pq.read_table(root / "target/warehouse/total").to_pydict() == {"s": [6]}
+        names = [r["name"] for r in json.loads((root / "target/run_results.json").read_text())["results"]]
+        assert names == ["m0", "m1", "m2", "m3", "total"]
+    assert outputs[0] == outputs[1]  # same lines in the same order, whatever finished first
+    code, out, _ = run_cli(capsys, "build", "--project-dir", str(root), "--threads", "2", "--full-refresh")
+    names = [r["name"] for r in json.loads((root / "target/run_results.json").read_text())["results"]]
+    assert code == 0 and names.index("unique_m0_id") < names.index("total")  # children wait for their parents' tests
