@@ -111,7 +111,8 @@ class TestState:
     FILE = "_test_state.json"
 
     def __init__(self, warehouse_root: Path):
-        self.path = Path(warehouse_root) / self.FILE
+        # A local folder, or a warehouse's HadoopPath when the warehouse is a URI (same methods).
+        self.path = (warehouse_root if hasattr(warehouse_root, "iterdir") else Path(warehouse_root)) / self.FILE
         self.data: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def passed_with(self, uid: str, fingerprint: str | None) -> bool:

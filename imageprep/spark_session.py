@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from .errors import ProjectError
@@ -27,6 +28,26 @@ LOCAL_DEFAULTS = {
 }
 
 
+# Of the local defaults, those that shape results or the Python functions' memory rather than
+# fit this machine: a cluster target (spark://, yarn, k8s://) gets them too. Its settings in
+# project.yml still win; driver memory, the UI and JVM flags are left to the cluster's admin.
+CLUSTER_DEFAULT_KEYS = (
+    "spark.ui.showConsoleProgress",
+    "spark.sql.execution.arrow.maxRecordsPerBatch",
+    "spark.sql.execution.arrow.pyspark.enabled",
+    "spark.sql.session.timeZone",
+    "spark.sql.files.maxPartitionBytes",
+    "spark.sql.sources.partitionOverwriteMode",
+)
+
+
+def defaults_for(master: str) -> dict[str, str]:
+    """The settings a session on `master` starts from, before the target's own."""
+    if master.startswith("local"):
+        return dict(LOCAL_DEFAULTS)
+    return {key: LOCAL_DEFAULTS[key] for key in CLUSTER_DEFAULT_KEYS if key in LOCAL_DEFAULTS}
+
+
 def require_java() -> None:
     """Fail with a clear message when no Java runtime can start Spark."""
     java_home = os.environ.get("JAVA_HOME")
@@ -47,8 +68,12 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
     require_java()
     from pyspark.sql import SparkSession
 
-    conf = dict(LOCAL_DEFAULTS) if master.startswith("local") else {}
+    conf = defaults_for(master)
+    # Tables live in the project's warehouse; Spark's own default would leave an empty
+    # spark-warehouse/ folder wherever the command was run.
+    conf["spark.sql.warehouse.dir"] = os.path.join(tempfile.gettempdir(), "spark-image-data", "spark-warehouse")
     conf.update({k: str(v) for k, v in (settings or {}).items()})
+    _python_for_executors(conf.get("spark.pyspark.python"))
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -61,3 +86,12 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
 
         udfs.register_all(spark)
     return spark
+
+
+def _python_for_executors(python: str | None) -> None:
+    """Honour `spark.pyspark.python` as spark-submit does: a driver started from Python takes the
+    executors' Python from PYSPARK_PYTHON only, read when the SparkContext starts."""
+    from pyspark import SparkContext
+
+    if python and SparkContext._active_spark_context is None:
+        os.environ["PYSPARK_PYTHON"] = python

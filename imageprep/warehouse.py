@@ -9,28 +9,77 @@ A build writes a new version beside the current one and switches the symlink and
 (each an atomic rename) only after the write succeeded. Readers that resolved the old version
 keep reading it: the previous version is kept until the next switch, older ones are removed.
 A failed or killed write leaves an unreferenced folder that the next switch removes.
+
+The location is a local folder (a plain path) or any Hadoop file-system URI Spark can write to
+(`file:///data/wh`, `hdfs://namenode/wh`, `s3a://bucket/wh`, `abfss://...`, `gs://...`). A URI's
+files are read and written through the Hadoop FileSystem API of the SparkSession's JVM, with the
+session's Hadoop configuration (credentials, endpoints); the catalog is still switched by a rename
+(atomic where the file system's rename is: HDFS, local; on object stores a rename is a copy).
+There are no `<name>` symlinks on a URI: readers find the current version in `_catalog.json`.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 CATALOG_FILE = "_catalog.json"
 VERSIONS_DIR = "_versions"
 KEEP_VERSIONS = 2  # the current one and the one before, which a running reader may still read
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# Models built at the same time (--threads) publish through one catalog file: its read-modify-write
+# is serialized per location within the process.
+_CATALOG_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _catalog_lock(root) -> threading.RLock:
+    with _LOCKS_GUARD:
+        return _CATALOG_LOCKS.setdefault(str(root), threading.RLock())
+
+
+def is_uri(location: str) -> bool:
+    """True for `scheme:...` locations (file:, hdfs:, s3a:, ...), False for plain paths."""
+    return bool(_SCHEME.match(location)) and not re.match(r"^[A-Za-z]:[\\/]", location)  # not C:\
+
 
 class Warehouse:
-    def __init__(self, location: str):
-        if "://" in location and not location.startswith("file:"):
-            raise NotImplementedError(f"warehouse '{location}': only local folders are supported yet")
-        self.root = Path(location.removeprefix("file://").removeprefix("file:"))
+    """The versioned tables under one location; `spark` is needed only for a URI location.
+
+    `spark` may be a SparkSession or a function returning one, called the first time a URI's
+    files are touched (so a command that never reads the warehouse starts no Spark).
+    """
+
+    def __init__(self, location: str, spark=None):
+        location = str(location)
+        if is_uri(location):
+            self.root: Path | HadoopPath = HadoopPath(location.rstrip("/") or location, HadoopFiles(spark))
+        else:
+            self.root = Path(location)
+
+    @classmethod
+    def for_target(cls, project, target, spark=None) -> "Warehouse":
+        """The warehouse of a project's target; for a URI, Spark starts (with the target's
+        master and settings) only when the warehouse is first read or written."""
+        location = project.warehouse_for(target)
+        if spark is None and is_uri(location):
+            def spark():
+                from .spark_session import create_session
+
+                return create_session(target.master, app_name=project.name, settings=target.spark)
+        return cls(location, spark)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.root, Path)
 
     # -- catalog ---------------------------------------------------------------------------------
     def catalog(self) -> dict[str, dict[str, Any]]:
@@ -43,10 +92,10 @@ class Warehouse:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{CATALOG_FILE}.{uuid.uuid4().hex}"
         tmp.write_text(json.dumps(catalog, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.root / CATALOG_FILE)
+        tmp.replace(self.root / CATALOG_FILE)
 
     def table_path(self, name: str) -> str | None:
-        """The folder of the current version of a table, or None if it was never built."""
+        """The folder (path or URI) of the current version of a table, or None if it was never built."""
         entry = self.catalog().get(name)
         if not entry or entry.get("kind") != "table":
             return None
@@ -61,10 +110,11 @@ class Warehouse:
 
     def publish_table(self, name: str, version_path: str, **meta: Any) -> None:
         """Make a fully written version the current one, then drop versions no reader needs."""
-        version = Path(version_path).relative_to(self.root)
-        self._switch_link(name, version)
-        self._update(name, {"kind": "table", "version": str(version), **meta})
-        self._clean_versions(name, keep=version)
+        version = self._relative(version_path)
+        if self.is_local:
+            self._switch_link(name, Path(version))
+        self._update(name, {"kind": "table", "version": version, **meta})
+        self._clean_versions(name, keep=self.root / version)
 
     def publish_view(self, name: str, sql: str, **meta: Any) -> None:
         self._remove_link(name)
@@ -74,13 +124,23 @@ class Warehouse:
         self._update(name, {"kind": "source", **meta})
 
     def discard(self, version_path: str) -> None:
-        shutil.rmtree(version_path, ignore_errors=True)
+        _rmtree(self.root / self._relative(version_path))
+
+    def _relative(self, path: str) -> str:
+        """`path` (as new_version returned it) relative to the root, e.g. `_versions/t/2024...`."""
+        if self.is_local:
+            return str(Path(path).relative_to(self.root))
+        root = str(self.root) + "/"
+        if not str(path).startswith(root):
+            raise ValueError(f"{path} is not inside the warehouse {self.root}")
+        return str(path)[len(root):].strip("/")
 
     def _update(self, name: str, entry: dict[str, Any]) -> None:
-        catalog = self.catalog()
-        entry["published_at"] = time.time()
-        catalog[name] = entry
-        self._write_catalog(catalog)
+        with _catalog_lock(self.root):
+            catalog = self.catalog()
+            entry["published_at"] = time.time()
+            catalog[name] = entry
+            self._write_catalog(catalog)
 
     def _switch_link(self, name: str, version: Path) -> None:
         link = self.root / name
@@ -91,21 +151,179 @@ class Warehouse:
         os.replace(tmp, link)
 
     def _remove_link(self, name: str) -> None:
+        if not self.is_local:
+            return
         link = self.root / name
         if link.is_symlink():
             link.unlink()
 
-    def _clean_versions(self, name: str, keep: Path) -> None:
+    def _clean_versions(self, name: str, keep) -> None:
         folder = self.root / VERSIONS_DIR / name
-        versions = sorted(p for p in folder.iterdir() if p.is_dir())
-        current = self.root / keep
-        older = [p for p in versions if p != current]
+        versions = sorted((p for p in folder.iterdir() if p.is_dir()), key=str)
+        older = [p for p in versions if str(p) != str(keep)]
         for stale in older[: max(0, len(older) - (KEEP_VERSIONS - 1))]:
-            shutil.rmtree(stale, ignore_errors=True)
+            _rmtree(stale)
 
     def drop(self, name: str) -> None:
-        catalog = self.catalog()
-        catalog.pop(name, None)
-        self._write_catalog(catalog)
+        with _catalog_lock(self.root):
+            catalog = self.catalog()
+            catalog.pop(name, None)
+            self._write_catalog(catalog)
         self._remove_link(name)
-        shutil.rmtree(self.root / VERSIONS_DIR / name, ignore_errors=True)
+        _rmtree(self.root / VERSIONS_DIR / name)
+
+
+def _rmtree(path) -> None:
+    if isinstance(path, HadoopPath):
+        path.rmtree()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- Hadoop file systems -----------------------------------------------------------------------------
+
+
+class HadoopFiles:
+    """The Hadoop FileSystem API of a SparkSession's JVM, for the few operations a warehouse needs."""
+
+    def __init__(self, spark=None):
+        self._spark = spark
+
+    def session(self):
+        spark = self._spark
+        if callable(spark):  # a function that starts the session
+            spark = self._spark = spark()
+        if spark is None:
+            from pyspark.sql import SparkSession
+
+            spark = SparkSession.getActiveSession()
+        if spark is None:
+            from .errors import ProjectError
+
+            raise ProjectError("the warehouse is a Hadoop file-system URI: reading it needs a SparkSession "
+                               "(pass spark= to Warehouse, or start one first)")
+        return spark
+
+    def _jvm_path(self, uri: str):
+        spark = self.session()
+        jpath = spark._jvm.org.apache.hadoop.fs.Path(uri)
+        return spark, jpath, jpath.getFileSystem(spark._jsc.hadoopConfiguration())
+
+    def exists(self, uri: str) -> bool:
+        _, path, fs = self._jvm_path(uri)
+        return bool(fs.exists(path))
+
+    def is_dir(self, uri: str) -> bool:
+        _, path, fs = self._jvm_path(uri)
+        return bool(fs.exists(path) and fs.getFileStatus(path).isDirectory())
+
+    def list(self, uri: str) -> list[str]:
+        """Names of the entries of a folder (not recursive)."""
+        _, path, fs = self._jvm_path(uri)
+        if not fs.exists(path):
+            raise FileNotFoundError(uri)
+        return [status.getPath().getName() for status in fs.listStatus(path)]
+
+    def mkdirs(self, uri: str) -> None:
+        _, path, fs = self._jvm_path(uri)
+        fs.mkdirs(path)
+
+    def read_bytes(self, uri: str) -> bytes:
+        spark, path, fs = self._jvm_path(uri)
+        stream = fs.open(path)
+        try:
+            return bytes(spark._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        _, path, fs = self._jvm_path(uri)
+        out = fs.create(path, True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def rename_over(self, source: str, dest: str) -> None:
+        """Rename, replacing `dest`: one atomic rename where the file system has one (FileContext's
+        rename with OVERWRITE: HDFS, local), else delete then rename."""
+        spark, src, fs = self._jvm_path(source)
+        jvm = spark._jvm
+        dst = jvm.org.apache.hadoop.fs.Path(dest)
+        try:
+            context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(src.toUri(), spark._jsc.hadoopConfiguration())
+            options = spark.sparkContext._gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
+            options[0] = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
+            context.rename(src, dst, options)
+            return
+        except Exception as exc:  # no AbstractFileSystem for the scheme, or an unsupported rename
+            if "UnsupportedFileSystemException" not in str(exc) and "UnsupportedOperationException" not in str(exc):
+                raise
+        fs.delete(dst, False)
+        if not fs.rename(src, dst):
+            raise OSError(f"could not rename {source} to {dest}")
+
+    def delete(self, uri: str) -> None:
+        _, path, fs = self._jvm_path(uri)
+        fs.delete(path, True)
+
+
+class HadoopPath:
+    """A file or folder on a Hadoop file system, with the part of pathlib's API the warehouse uses."""
+
+    def __init__(self, uri: str, files: HadoopFiles):
+        self.uri, self.files = uri, files
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __repr__(self) -> str:
+        return f"HadoopPath({self.uri!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, HadoopPath) and other.uri == self.uri
+
+    def __hash__(self) -> int:
+        return hash(self.uri)
+
+    def __truediv__(self, part) -> "HadoopPath":
+        return HadoopPath(f"{self.uri.rstrip('/')}/{str(part).strip('/')}", self.files)
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> "HadoopPath":
+        return HadoopPath(self.uri.rstrip("/").rsplit("/", 1)[0], self.files)
+
+    def with_suffix(self, suffix: str) -> "HadoopPath":
+        stem = self.name.rsplit(".", 1)[0] if "." in self.name.lstrip(".") else self.name
+        return self.parent / (stem + suffix)
+
+    def exists(self) -> bool:
+        return self.files.exists(self.uri)
+
+    def is_dir(self) -> bool:
+        return self.files.is_dir(self.uri)
+
+    def iterdir(self) -> Iterator["HadoopPath"]:
+        return iter([self / name for name in self.files.list(self.uri)])
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        self.files.mkdirs(self.uri)  # Hadoop's mkdirs makes parents and accepts existing folders
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.files.read_bytes(self.uri).decode(encoding)
+
+    def write_text(self, text: str, encoding: str = "utf-8") -> None:
+        self.files.write_bytes(self.uri, text.encode(encoding))
+
+    def replace(self, target) -> "HadoopPath":
+        target = target if isinstance(target, HadoopPath) else HadoopPath(str(target), self.files)
+        self.files.rename_over(self.uri, target.uri)
+        return target
+
+    def rmtree(self) -> None:
+        self.files.delete(self.uri)
+
