@@ -31,3 +31,15 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def relative_to(listed_path: str, root: Path) -> str:
+    """`listed_path` (as Spark lists it, without `file:`) relative to `root`.
+
+    Spark keeps symlinks in the paths it lists, so the root may appear as given or resolved.
+    """
+    for prefix in (root.absolute().as_posix(), root.resolve().as_posix()):
+        marker = prefix.rstrip("/") + "/"
+        if marker in listed_path:
+            return listed_path.split(marker, 1)[1]
+    raise AssertionError(f"{listed_path} is not under {root}")

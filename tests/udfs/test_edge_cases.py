@@ -13,6 +13,7 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 
+from runner_helpers import relative_to
 from udfs.kernels import decode
 
 REJECT_CATEGORY = {"truncated.jpg": "truncated image", "empty.jpg": "empty file", "not_an_image.png": "not an image"}
@@ -34,8 +35,7 @@ def spark_rows(spark, edge_cases_dir) -> dict:
                d.image.origin, sha2(d.image.data, 256) AS digest, image_info(content) AS info,
                image_stats(d.image).mean AS mean, image_stats(d.image).max AS max
         FROM (SELECT path, content, try_decode_image(content, path) AS d FROM edge_files)""").collect()
-    root = edge_cases_dir.resolve().as_posix()
-    return {unquote(row["path"]).split(root + "/", 1)[1]: row for row in rows}
+    return {relative_to(unquote(row["path"]), edge_cases_dir): row for row in rows}
 
 
 def test_spark_lists_everything_but_empty_and_hidden_files(spark_rows, expected):

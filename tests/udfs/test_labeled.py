@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 from urllib.parse import unquote
 
+from runner_helpers import relative_to
+
 
 def test_labeled_images_decode_to_the_manifest_sizes(spark, labeled_dir, labeled_manifest):
     with open(labeled_manifest, newline="") as handle:
@@ -14,8 +16,7 @@ def test_labeled_images_decode_to_the_manifest_sizes(spark, labeled_dir, labeled
         SELECT path, sha2(content, 256) AS sha256, d.error, d.image.width, d.image.height, d.image.nChannels,
                decode_resize(content, path, 64, 64, 'cover').width AS small_width
         FROM (SELECT path, content, try_decode_image(content, path) AS d FROM labeled_files)""").collect()
-    root = labeled_dir.resolve().as_posix() + "/"
-    found = {unquote(row["path"]).split(root, 1)[1]: row for row in rows}
+    found = {relative_to(unquote(row["path"]), labeled_dir): row for row in rows}
     assert set(found) == set(manifest)
     for path, row in found.items():
         expected = manifest[path]
