@@ -42,6 +42,8 @@ class Execution:
     full_refresh: bool = False
     threads: int = 1
     fingerprints: dict[str, str | None] = field(default_factory=dict)
+    logic_prints: dict[str, str] = field(default_factory=dict)  # fingerprints without the parents
+    baseline_sql: dict[str, str] = field(default_factory=dict)  # SQL as on a first build
     test_state: TestState | None = None
     incremental_models: set[str] = field(default_factory=set)  # rendered with is_incremental() true
     registered_sources: set[str] = field(default_factory=set)
@@ -139,8 +141,15 @@ def _run_node(ex: Execution, node) -> NodeResult:
             written = load_seed(ex.spark, node, ex.project.root, ex.warehouse, fingerprint)
             result.rows = written.rows
         elif node.resource_type == MODEL:
+            incremental = node.name in ex.incremental_models
+            logic = ex.logic_prints.get(node.unique_id)
+            if incremental and logic != (ex.warehouse.catalog().get(node.name) or {}).get("logic"):
+                # What the model computes changed (its SQL, a var, a macro, a function's code): the
+                # rows it holds were made the old way, so it is rebuilt from scratch.
+                incremental, sql = False, ex.baseline_sql.get(node.unique_id, sql)
+                result.message = "its logic changed since the table was built: rebuilt in full"
             written = materialize_model(ex.spark, node, sql, ex.warehouse, fingerprint,
-                                        incremental=node.name in ex.incremental_models)
+                                        incremental=incremental, logic=logic)
             result.rows = written.rows
         else:
             outcome = run_test(ex.spark, node, sql)

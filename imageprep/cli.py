@@ -201,10 +201,12 @@ def _execute(args, project, target, graph, executable, selected, renderer) -> in
     warehouse = Warehouse(project.warehouse_for(target), spark)
     baseline = {**executable, **{m.unique_id: renderer.executable_sql(m, baseline=True)
                                  for m in project.models.values()}}
+    logic: dict[str, str] = {}
     prints = fingerprint.compute(graph, project, baseline, fingerprint.macro_sources(renderer),
-                                 lambda source: fingerprint.listing_of(spark, source))
+                                 lambda source: fingerprint.listing_of(spark, source), logic=logic)
     ex = Execution(spark, project, graph, warehouse, executable, fail_fast=args.fail_fast, echo=echo,
-                   full_refresh=args.full_refresh, fingerprints=prints, test_state=TestState(warehouse.root),
+                   full_refresh=args.full_refresh, fingerprints=prints, logic_prints=logic, baseline_sql=baseline,
+                   test_state=TestState(warehouse.root),
                    incremental_models=renderer.incremental_models, threads=threads)
     results = execute(ex, args.command, selected)
     ex.test_state.save()

@@ -51,8 +51,12 @@ def functions_called(sql: str) -> list[str]:
 
 
 def compute(graph, project, executable: dict[str, str], macro_sources: dict[str, str],
-            list_source: Callable) -> dict[str, str | None]:
-    """Fingerprint every node, parents first. `list_source(source)` gives its file listing or None."""
+            list_source: Callable, logic: dict[str, str] | None = None) -> dict[str, str | None]:
+    """Fingerprint every node, parents first. `list_source(source)` gives its file listing or None.
+
+    `logic`, when given, receives each model's fingerprint without its parents: what it computes,
+    apart from the data it reads. An incremental model whose logic changed is rebuilt in full.
+    """
     functions = function_fingerprints()
     prints: dict[str, str | None] = {}
     for uid in graph.order:
@@ -74,13 +78,15 @@ def compute(graph, project, executable: dict[str, str], macro_sources: dict[str,
         elif node.resource_type in (MODEL, TEST):
             sql = executable.get(uid, "")
             used_macros = getattr(node, "used_macros", [])
-            prints[uid] = _digest({
+            own = {
                 "v": FORMAT_VERSION, "sql": sql, "config": _stable_config(node.config),
                 "vars": getattr(node, "used_vars", {}),
                 "macros": {m: macro_sources.get(m) for m in used_macros},
                 "functions": {f: functions[f] for f in functions_called(sql)},
-                "parents": parent_prints,
-            })
+            }
+            prints[uid] = _digest({**own, "parents": parent_prints})
+            if logic is not None:
+                logic[uid] = _digest(own)
     return prints
 
 

@@ -15,6 +15,12 @@ warehouse is a local folder; copied elsewhere), and only new or changed rows are
 
 `on_schema_change`: `fail` (default) stops with the columns that differ; `append_new_columns`
 adds the query's new columns (NULL in older rows) and rewrites the table once.
+
+`delete_where` (with `append` or `merge`): a SQL condition on the table's current rows, which are
+named after the model; the rows it holds for are removed before the query's rows are added. This is
+how a table that mirrors a folder forgets files that were deleted or changed:
+
+    delete_where="not exists (select 1 from " ~ ref('stg_images') ~ " s where s.path = images_resized.path)"
 """
 from __future__ import annotations
 
@@ -66,7 +72,8 @@ def plan_schema(model: Model, old_frame, new_frame):
     new_types = dict((f.name, f.dataType) for f in new_frame.schema.fields)
     added = [c for c in new_types if c not in old_types]
     missing = [c for c in old_types if c not in new_types]
-    retyped = [c for c in new_types if c in old_types and new_types[c] != old_types[c]]
+    # Types are compared without nullability: Parquet reads every array and field as nullable.
+    retyped = [c for c in new_types if c in old_types and new_types[c].simpleString() != old_types[c].simpleString()]
     mode = model.config.get("on_schema_change", "fail")
     if mode not in SCHEMA_CHANGES:
         raise ProjectError(f"on_schema_change '{mode}' of '{model.name}' is not one of {', '.join(SCHEMA_CHANGES)}",
@@ -91,7 +98,8 @@ def plan_schema(model: Model, old_frame, new_frame):
     return new_aligned, old_aligned
 
 
-def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprint: str | None):
+def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprint: str | None,
+                            logic: str | None = None):
     """Write the next version of an incremental model's existing table."""
     from pyspark.sql import functions as F
 
@@ -103,20 +111,34 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     old = spark.read.parquet(str(current))
     new_rows, rewritten_old = plan_schema(model, old, spark.sql(sql))
     keep: list[Path] = []
+    cached: list = []
     if rewritten_old is not None:  # new columns: the old rows are rewritten once with NULLs for them
         to_write = rewritten_old.unionByName(new_rows)
-    elif strategy == "append":
-        keep, to_write = data_files(current), new_rows
-    elif strategy == "merge":
-        keys = _as_list(model.config["unique_key"])
-        new_rows = new_rows.cache()
-        new_keys = new_rows.select(*keys).distinct()
-        tagged = old.withColumn("__file", F.input_file_name())
-        touched_uris = [r["__file"] for r in tagged.join(new_keys, keys, "left_semi").select("__file").distinct().collect()]
-        touched = {_local(uri) for uri in touched_uris}
-        keep = [f for f in data_files(current) if (current / f).resolve() not in touched]
-        survivors = tagged.where(F.col("__file").isin(touched_uris)).drop("__file").join(new_keys, keys, "left_anti")
-        to_write = survivors.unionByName(new_rows)
+    elif strategy in ("append", "merge"):
+        # Rows leave the table when the query replaces their key (merge) or delete_where holds
+        # for them. Files without such rows are kept as they are; the others are rewritten.
+        # Each row is known by its file and its position in it (stable, unlike generated ids).
+        tagged = _tag_rows(old)
+        leaving = _rows_to_delete(spark, model, tagged)
+        if strategy == "merge":
+            keys = _as_list(model.config["unique_key"])
+            new_rows = new_rows.cache()  # computed once: for its keys, then written
+            cached.append(new_rows)
+            replaced = tagged.join(new_rows.select(*keys).distinct(), keys, "left_semi").select("__file", "__row")
+            leaving = replaced if leaving is None else leaving.unionByName(replaced)
+        if leaving is None:
+            keep, to_write = data_files(current), new_rows
+        else:
+            leaving = leaving.distinct().cache()
+            cached.append(leaving)
+            touched_uris = sorted(r["__file"] for r in leaving.select("__file").distinct().collect())
+            touched = {_local(uri) for uri in touched_uris}
+            keep = [f for f in data_files(current) if (current / f).resolve() not in touched]
+            to_write = new_rows
+            if touched_uris:  # only the files that lose rows are read again, and rewritten without them
+                survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
+                             .join(leaving, ["__file", "__row"], "left_anti").drop("__file", "__row"))
+                to_write = survivors.unionByName(new_rows)
     else:  # insert_overwrite
         replaced = {tuple(str(r[c]) for c in partition_by) for r in new_rows.select(*partition_by).distinct().collect()}
         keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
@@ -133,9 +155,34 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     except BaseException:
         warehouse.discard(str(version))
         raise
-    warehouse.publish_table(model.name, str(version), rows=rows, fingerprint=fingerprint)
+    finally:
+        for frame in cached:
+            frame.unpersist()
+    warehouse.publish_table(model.name, str(version), rows=rows, fingerprint=fingerprint, logic=logic)
     spark.read.parquet(str(version)).createOrReplaceTempView(model.name)
     return Written(rows, str(version))
+
+
+def _tag_rows(frame):
+    """Each row known by its file and its position in it (stable across reads, unlike generated ids)."""
+    from pyspark.sql import functions as F
+
+    return frame.select("*", F.col("_metadata.file_path").alias("__file"), F.col("_metadata.row_index").alias("__row"))
+
+
+def _rows_to_delete(spark, model: Model, tagged):
+    """(__file, __row) of the current rows that `delete_where` removes (None without one)."""
+    condition = model.config.get("delete_where")
+    if not condition:
+        return None
+    view = f"__existing_{model.name}"
+    tagged.createOrReplaceTempView(view)
+    try:
+        # The rows are named after the model, so a condition can correlate: `<model>.path`.
+        return spark.sql(f"SELECT __file, __row FROM {view} AS {model.name} WHERE {condition}")
+    except Exception as exc:
+        raise ProjectError(f"delete_where of '{model.name}' is not a valid condition on its rows: "
+                           f"{str(exc).splitlines()[0]}", path=model.path) from None
 
 
 def _local(uri: str) -> Path:

@@ -16,7 +16,7 @@ class Written:
 
 
 def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, fingerprint: str | None = None,
-                      incremental: bool = False) -> Written:
+                      incremental: bool = False, logic: str | None = None) -> Written:
     kind = model.materialized
     if kind == "ephemeral":
         return Written(None, None)
@@ -28,9 +28,9 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
     if kind == "incremental" and incremental:
         from .incremental import materialize_incremental
 
-        return materialize_incremental(spark, model, sql, warehouse, fingerprint)
+        return materialize_incremental(spark, model, sql, warehouse, fingerprint, logic=logic)
     if kind in ("table", "incremental"):
-        return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint)
+        return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint, logic=logic)
     raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
 
 
@@ -42,7 +42,7 @@ def _partition_by(model: Model) -> list[str]:
 
 
 def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: list[str],
-                fingerprint: str | None = None) -> Written:
+                fingerprint: str | None = None, logic: str | None = None) -> Written:
     """Write a new version; switch to it only once every file is written."""
     version = warehouse.new_version(name)
     try:
@@ -54,7 +54,7 @@ def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: lis
     except BaseException:
         warehouse.discard(version)
         raise
-    warehouse.publish_table(name, version, rows=rows, fingerprint=fingerprint)
+    warehouse.publish_table(name, version, rows=rows, fingerprint=fingerprint, logic=logic)
     spark.read.parquet(version).createOrReplaceTempView(name)
     return Written(rows, version)
 

@@ -125,15 +125,22 @@ def inodes(folder):
     return {p.stat().st_ino for p in folder.rglob("*.parquet")}
 
 
+# `src` stands for data that grows between builds; `inc` adds what is new to its table.
+SOURCE_ROWS = """select id, id % 2 as part, '{{ var("tag") }}' as tag from range({{ var('lo') }}, {{ var('hi') }}) as t(id)"""
 INCREMENTAL = """
 {{{{ config(materialized='incremental', {config}) }}}}
-select id, id % 2 as part, '{{{{ var("tag") }}}}' as tag from range({{{{ var('lo') }}}}, {{{{ var('hi') }}}}) as t(id)
-{{% if is_incremental() %}} where id >= (select coalesce(max(id), -1) - {{{{ var('overlap', 0) }}}} from {{{{ this }}}}) {{% endif %}}
+select id, part, tag from {{{{ ref('src') }}}}
+{{% if is_incremental() %}} where id >= (select coalesce(max(id), -1) - {overlap} from {{{{ this }}}}) {{% endif %}}
 """
 
 
-def build_incremental(capsys, root, **vars):
-    return run_cli(capsys, "run", "--project-dir", str(root), "--vars", json.dumps({"overlap": 0, **vars}))
+def incremental_project(tmp_path, config, overlap=0):
+    return write_project(tmp_path, {"models/src.sql": SOURCE_ROWS,
+                                    "models/inc.sql": INCREMENTAL.format(config=config, overlap=overlap)})
+
+
+def build_incremental(capsys, root, *flags, **vars):
+    return run_cli(capsys, "run", "--project-dir", str(root), *flags, "--vars", json.dumps(vars))
 
 
 def table(root, name="inc"):
@@ -144,46 +151,108 @@ def table(root, name="inc"):
 
 
 def test_incremental_append_keeps_old_files_and_adds_new_rows(spark, tmp_path, capsys):
-    root = write_project(tmp_path, {"models/inc.sql": INCREMENTAL.format(config="incremental_strategy='append'")})
+    root = incremental_project(tmp_path, "incremental_strategy='append'")
     assert build_incremental(capsys, root, lo=0, hi=3, tag="a")[0] == 0
     first = inodes((root / "target/warehouse/inc").resolve())
     assert build_incremental(capsys, root, lo=0, hi=5, tag="b")[0] == 0
     assert table(root) == [(0, "a"), (1, "a"), (2, "a"), (2, "b"), (3, "b"), (4, "b")]
     assert first <= inodes((root / "target/warehouse/inc").resolve())  # old files hard-linked, not rewritten
-    assert build_incremental(capsys, root, lo=0, hi=5, tag="c")[0] == 0  # nothing new: adds only id 4 again
-    run_cli(capsys, "run", "--project-dir", str(root), "--full-refresh", "--vars", '{"lo": 0, "hi": 2, "tag": "z"}')
+    assert build_incremental(capsys, root, "--full-refresh", lo=0, hi=2, tag="z")[0] == 0
     assert table(root) == [(0, "z"), (1, "z")]
 
 
 def test_incremental_merge_replaces_rows_by_unique_key(spark, tmp_path, capsys):
-    root = write_project(tmp_path, {"models/inc.sql": INCREMENTAL.format(config="unique_key='id'")})
+    root = incremental_project(tmp_path, "unique_key='id'", overlap=1)
     assert build_incremental(capsys, root, lo=0, hi=4, tag="a")[0] == 0
-    assert build_incremental(capsys, root, lo=0, hi=6, tag="b", overlap=1)[0] == 0
+    assert build_incremental(capsys, root, lo=0, hi=6, tag="b")[0] == 0
     assert table(root) == [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "b"), (5, "b")]  # ids >= max - 1 replaced
 
 
+def test_a_change_to_an_incremental_models_own_logic_rebuilds_it_in_full(spark, tmp_path, capsys):
+    root = incremental_project(tmp_path, "incremental_strategy='append'")
+    assert build_incremental(capsys, root, lo=0, hi=3, tag="a")[0] == 0
+    (root / "models/inc.sql").write_text(INCREMENTAL.format(config="incremental_strategy='append'", overlap=0)
+                                         .replace("select id, part, tag", "select id, part, upper(tag) as tag"))
+    code, out, _ = build_incremental(capsys, root, lo=0, hi=4, tag="b")
+    assert code == 0 and table(root) == [(0, "B"), (1, "B"), (2, "B"), (3, "B")]
+    assert statuses(root)["inc"] == "success"
+    results = json.loads((root / "target/run_results.json").read_text())["results"]
+    assert "logic changed" in next(r["message"] for r in results if r["name"] == "inc")
+
+
 def test_incremental_insert_overwrite_replaces_partitions(spark, tmp_path, capsys):
-    root = write_project(tmp_path, {"models/inc.sql": """
-        {{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by='part') }}
-        select id, {{ var('part') }} as part, '{{ var("tag") }}' as tag from range({{ var('lo') }}, {{ var('hi') }}) as t(id)
-        """})
-    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 0, "hi": 2, "part": 1, "tag": "a"}')
-    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 5, "hi": 6, "part": 2, "tag": "b"}')
-    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 7, "hi": 8, "part": 1, "tag": "c"}')
+    root = write_project(tmp_path, {
+        "models/src.sql": "select id, {{ var('part') }} as part, '{{ var(\"tag\") }}' as tag "
+                          "from range({{ var('lo') }}, {{ var('hi') }}) as t(id)",
+        "models/inc.sql": """
+            {{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by='part') }}
+            select * from {{ ref('src') }}
+            """})
+    build_incremental(capsys, root, lo=0, hi=2, part=1, tag="a")
+    build_incremental(capsys, root, lo=5, hi=6, part=2, tag="b")
+    build_incremental(capsys, root, lo=7, hi=8, part=1, tag="c")
     assert table(root) == [(5, "b"), (7, "c")]
 
 
+def schema_change_project(tmp_path, mode):
+    return write_project(tmp_path, {
+        "models/src.sql": "select id{% if var('extra', false) %}, id * 10 as extra_col{% endif %} "
+                          "from range({{ var('lo') }}, {{ var('hi') }}) as t(id)",
+        "models/inc.sql": f"""
+            {{{{ config(materialized='incremental', on_schema_change='{mode}') }}}}
+            select * from {{{{ ref('src') }}}}
+            {{% if is_incremental() %}} where id > (select max(id) from {{{{ this }}}}) {{% endif %}}
+            """})
+
+
 def test_incremental_schema_change_fails_or_adds_columns(spark, tmp_path, capsys):
-    files = {"models/inc.sql": """
-        {{ config(materialized='incremental', on_schema_change=var('mode', 'fail')) }}
-        select id{% if var('extra', false) %}, id * 10 as extra_col{% endif %} from range({{ var('lo') }}, {{ var('hi') }}) as t(id)
-        """}
-    root = write_project(tmp_path, files)
-    run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 0, "hi": 2}')
-    code, out, _ = run_cli(capsys, "run", "--project-dir", str(root), "--vars", '{"lo": 2, "hi": 3, "extra": true}')
-    assert code == 2 and "new columns: extra_col" in out and "--full-refresh" in out
-    code, _, _ = run_cli(capsys, "run", "--project-dir", str(root), "--vars",
-                         '{"lo": 2, "hi": 3, "extra": true, "mode": "append_new_columns"}')
     import pyarrow.parquet as pq
+
+    root = schema_change_project(tmp_path / "fail", "fail")
+    build_incremental(capsys, root, lo=0, hi=2)
+    code, out, _ = build_incremental(capsys, root, lo=2, hi=3, extra=True)
+    assert code == 2 and "new columns: extra_col" in out and "--full-refresh" in out
+
+    root = schema_change_project(tmp_path / "add", "append_new_columns")
+    build_incremental(capsys, root, lo=0, hi=2)
+    code, _, _ = build_incremental(capsys, root, lo=0, hi=3, extra=True)
     rows = sorted(pq.read_table(root / "target/warehouse/inc").to_pylist(), key=lambda r: r["id"])
     assert code == 0 and rows == [{"id": 0, "extra_col": None}, {"id": 1, "extra_col": None}, {"id": 2, "extra_col": 20}]
+
+
+def test_delete_where_removes_rows_and_rewrites_only_the_files_holding_them(spark, tmp_path, capsys):
+    # `live` is the set of ids that still exist; `inc` mirrors it incrementally, one file per id.
+    root = write_project(tmp_path, {
+        "models/live.sql": "select id, '{{ var(\"tag\") }}' as tag from range({{ var('lo') }}, {{ var('hi') }}) as t(id) "
+                           "where id not in ({{ var('gone') }})",
+        "models/inc.sql": """
+            {{ config(materialized='incremental', unique_key='id',
+                      delete_where="id not in (select id from " ~ ref('live') ~ ")") }}
+            select /*+ REPARTITION(id) */ id, tag from {{ ref('live') }}
+            {% if is_incremental() %} where id not in (select id from {{ this }}) {% endif %}
+            """})
+
+    def run(**vars):
+        return run_cli(capsys, "run", "--project-dir", str(root), "--vars", json.dumps(vars))[0]
+
+    assert run(lo=0, hi=6, gone=-1, tag="a") == 0
+    before = {p.name: p.stat().st_ino for p in (root / "target/warehouse/inc").resolve().rglob("*.parquet")}
+    assert run(lo=0, hi=8, gone="2, 3", tag="b") == 0
+    assert table(root) == [(0, "a"), (1, "a"), (4, "a"), (5, "a"), (6, "b"), (7, "b")]
+    after = inodes((root / "target/warehouse/inc").resolve())
+    # Files without deleted rows are the same files (hard links); the others are gone.
+    assert len(set(before.values()) & after) >= len(before) - 2 and set(before.values()) - after
+    assert run(lo=0, hi=8, gone="2, 3", tag="c") == 0  # nothing deleted, nothing new
+    assert table(root) == [(0, "a"), (1, "a"), (4, "a"), (5, "a"), (6, "b"), (7, "b")]
+
+
+def test_delete_where_that_is_not_sql_names_the_model(spark, tmp_path, capsys):
+    root = write_project(tmp_path, {
+        "models/src.sql": "select id from range({{ var('n', 2) }}) as t(id)",
+        "models/inc.sql": """
+            {{ config(materialized='incremental', delete_where="no_such_column > 1") }}
+            select id from {{ ref('src') }}
+            """})
+    assert run_cli(capsys, "run", "--project-dir", str(root))[0] == 0
+    code, out, _ = run_cli(capsys, "run", "--project-dir", str(root), "--vars", "n: 3")
+    assert code != 0 and "delete_where of 'inc'" in out and "no_such_column" in out
