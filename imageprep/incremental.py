@@ -54,14 +54,22 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def data_files(version: Path) -> list[Path]:
+def data_files(version) -> list[Path]:
     """Parquet files of a version (relative to it), leaving out Spark's _SUCCESS and .crc files."""
     found = []
-    for folder, _, names in os.walk(version):
-        for name in names:
-            if not name.startswith(("_", ".")):
-                found.append((Path(folder) / name).relative_to(version))
-    return sorted(found)
+    if isinstance(version, Path):
+        for folder, _, names in os.walk(version):
+            found += [(Path(folder) / name).relative_to(version) for name in names]
+    else:  # a folder on a Hadoop file system
+        pending = [(version, Path())]
+        while pending:
+            folder, relative = pending.pop()
+            for entry in folder.iterdir():
+                if entry.is_dir():
+                    pending.append((entry, relative / entry.name))
+                else:
+                    found.append(relative / entry.name)
+    return sorted(f for f in found if not f.name.startswith(("_", ".")))
 
 
 def plan_schema(model: Model, old_frame, new_frame):
@@ -106,7 +114,7 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     from .materialize import Written
 
     strategy = strategy_of(model)
-    current = Path(warehouse.table_path(model.name))
+    current = warehouse.current_version_folder(model.name)
     partition_by = _as_list(model.config.get("partition_by"))
     old = spark.read.parquet(str(current))
     new_rows, rewritten_old = plan_schema(model, old, spark.sql(sql))
@@ -132,8 +140,8 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
             leaving = leaving.distinct().cache()
             cached.append(leaving)
             touched_uris = sorted(r["__file"] for r in leaving.select("__file").distinct().collect())
-            touched = {_local(uri) for uri in touched_uris}
-            keep = [f for f in data_files(current) if (current / f).resolve() not in touched]
+            touched = {_relative_to_version(uri, current.name) for uri in touched_uris}
+            keep = [f for f in data_files(current) if f not in touched]
             to_write = new_rows
             if touched_uris:  # only the files that lose rows are read again, and rewritten without them
                 survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
@@ -143,7 +151,7 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
         replaced = {tuple(str(r[c]) for c in partition_by) for r in new_rows.select(*partition_by).distinct().collect()}
         keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
         to_write = new_rows
-    version = Path(warehouse.new_version(model.name))
+    version = warehouse.new_version_folder(model.name)
     try:
         for relative in keep:
             _link_or_copy(current / relative, version / relative)
@@ -185,10 +193,11 @@ def _rows_to_delete(spark, model: Model, tagged):
                            f"{str(exc).splitlines()[0]}", path=model.path) from None
 
 
-def _local(uri: str) -> Path:
-    from urllib.parse import unquote, urlparse
+def _relative_to_version(uri: str, version_name: str) -> Path:
+    """A data file's path inside its version folder, from the URI Spark reports for it."""
+    from urllib.parse import unquote
 
-    return Path(unquote(urlparse(uri).path)).resolve()
+    return Path(unquote(uri).split(f"/{version_name}/", 1)[1])
 
 
 def _partition_values(relative: Path, partition_by: list[str]) -> tuple[str, ...]:
@@ -198,8 +207,12 @@ def _partition_values(relative: Path, partition_by: list[str]) -> tuple[str, ...
     return tuple(unquote(values.get(c, "")) for c in partition_by)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link a kept file into the new version (same bytes, no copy); copy across devices."""
+def _link_or_copy(source, target) -> None:
+    """Hard-link a kept file into the new version (same bytes, no copy); copy across devices and on
+    Hadoop file systems, which have no links."""
+    if not isinstance(source, Path):
+        source.copy_to(target)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)

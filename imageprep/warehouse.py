@@ -103,10 +103,19 @@ class Warehouse:
 
     # -- writing -----------------------------------------------------------------------------------
     def new_version(self, name: str) -> str:
+        return str(self.new_version_folder(name))
+
+    def new_version_folder(self, name: str):
+        """A new, empty version folder of a table: a Path, or a HadoopPath on a URI warehouse."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         path = self.root / VERSIONS_DIR / name / f"{stamp}-{uuid.uuid4().hex[:8]}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return str(path)
+        return path
+
+    def current_version_folder(self, name: str):
+        """The folder of a table's current version (a Path or a HadoopPath), or None if never built."""
+        entry = self.catalog().get(name)
+        return self.root / entry["version"] if entry and entry.get("kind") == "table" else None
 
     def publish_table(self, name: str, version_path: str, **meta: Any) -> None:
         """Make a fully written version the current one, then drop versions no reader needs."""
@@ -267,6 +276,12 @@ class HadoopFiles:
         _, path, fs = self._jvm_path(uri)
         fs.delete(path, True)
 
+    def copy(self, source: str, dest: str) -> None:
+        """Copy one file (object stores have no hard links: a kept file is copied into a new version)."""
+        spark, src, fs = self._jvm_path(source)
+        _, dst, dest_fs = self._jvm_path(dest)
+        spark._jvm.org.apache.hadoop.fs.FileUtil.copy(fs, src, dest_fs, dst, False, spark._jsc.hadoopConfiguration())
+
 
 class HadoopPath:
     """A file or folder on a Hadoop file system, with the part of pathlib's API the warehouse uses."""
@@ -326,4 +341,7 @@ class HadoopPath:
 
     def rmtree(self) -> None:
         self.files.delete(self.uri)
+
+    def copy_to(self, target: "HadoopPath") -> None:
+        self.files.copy(self.uri, target.uri)
 
