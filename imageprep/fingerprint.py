@@ -54,9 +54,12 @@ def compute(graph, project, executable: dict[str, str], macro_sources: dict[str,
             list_source: Callable, logic: dict[str, str] | None = None) -> dict[str, str | None]:
     """Fingerprint every node, parents first. `list_source(source)` gives its file listing or None.
 
-    `logic`, when given, receives each model's fingerprint without its parents: what it computes,
-    apart from the data it reads. An incremental model whose logic changed is rebuilt in full.
+    `logic`, when given, receives each node's fingerprint without the files of its sources: what it
+    computes, and how everything upstream of it is computed, apart from which files there are. An
+    incremental model whose logic changed is rebuilt in full, since the rows it holds were made the
+    old way (e.g. images resized to another image_size upstream).
     """
+    logic = {} if logic is None else logic
     functions = function_fingerprints()
     prints: dict[str, str | None] = {}
     for uid in graph.order:
@@ -68,13 +71,14 @@ def compute(graph, project, executable: dict[str, str], macro_sources: dict[str,
             continue
         if node.resource_type == SOURCE:
             listing = list_source(node)
-            prints[uid] = None if listing is None else _digest(
-                {"v": FORMAT_VERSION, "format": node.format, "location": node.location,
-                 "options": node.options, "files": listing})
+            where = {"v": FORMAT_VERSION, "format": node.format, "location": node.location, "options": node.options}
+            prints[uid] = None if listing is None else _digest({**where, "files": listing})
+            logic[uid] = _digest(where)
         elif node.resource_type == SEED:
             data = (project.root / node.path).read_bytes()
-            prints[uid] = _digest({"v": FORMAT_VERSION, "seed": hashlib.sha256(data).hexdigest(),
-                                   "config": node.config, "types": node.column_types})
+            shape = {"v": FORMAT_VERSION, "config": node.config, "types": node.column_types}
+            prints[uid] = _digest({**shape, "seed": hashlib.sha256(data).hexdigest()})
+            logic[uid] = _digest(shape)  # a seed's rows are data, like a source's files
         elif node.resource_type in (MODEL, TEST):
             sql = executable.get(uid, "")
             used_macros = getattr(node, "used_macros", [])
@@ -85,8 +89,7 @@ def compute(graph, project, executable: dict[str, str], macro_sources: dict[str,
                 "functions": {f: functions[f] for f in functions_called(sql)},
             }
             prints[uid] = _digest({**own, "parents": parent_prints})
-            if logic is not None:
-                logic[uid] = _digest(own)
+            logic[uid] = _digest({**own, "parents": {p: logic.get(p) for p in parents}})
     return prints
 
 

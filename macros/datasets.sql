@@ -15,13 +15,25 @@
 {%- endmacro %}
 
 {#- The rows of one training split: original images (copy_index 0) with labels, tensors and
-    features; augmented copies are added to the train split only. -#}
+    features; augmented copies are added to the train split only. Incremental: a build computes
+    tensors only for rows that are new, whose image changed, or whose label encoding moved (a new
+    label shifts the indices after it); rows of images that left the split are removed. -#}
 {% macro training_rows(split_name, with_augmented=false) -%}
+{%- set this_set = this -%}
+{{ config(
+    materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
+    delete_where="size(" ~ this_set ~ ".label_onehot) <> (select count(*) from " ~ ref('labels') ~ ")"
+                 ~ " or not exists (select 1 from " ~ ref('splits') ~ " s join " ~ ref('images_resized')
+                 ~ " r on r.path = s.path join " ~ ref('labels') ~ " l on l.label = s.label"
+                 ~ " where s.split = '" ~ split_name ~ "' and s.path = " ~ this_set ~ ".path"
+                 ~ " and r.content_sha256 = " ~ this_set ~ ".content_sha256"
+                 ~ " and l.label_index = " ~ this_set ~ ".label_index)"
+) }}
 with label_count as (
     select count(*) as n_labels from {{ ref('labels') }}
 ),
 originals as (
-    select r.path, s.label, 0 as copy_index, r.image, f.color_histogram
+    select r.path, r.content_sha256, s.label, 0 as copy_index, r.image, f.color_histogram
     from {{ ref('images_resized') }} r
     join {{ ref('splits') }} s on s.path = r.path
     join {{ ref('image_features') }} f on f.path = r.path
@@ -29,7 +41,7 @@ originals as (
 ),
 {%- if with_augmented %}
 augmented as (
-    select a.path, s.label, a.copy_index, a.image,
+    select a.path, a.content_sha256, s.label, a.copy_index, a.image,
            color_histogram(a.image, {{ var('histogram_bins') }}) as color_histogram
     from {{ ref('images_augmented') }} a
     join {{ ref('splits') }} s on s.path = a.path
@@ -41,17 +53,27 @@ rows as (
     union all
     select * from augmented
     {%- endif %}
+),
+labelled as (
+    select rows.*, l.label_index, c.n_labels
+    from rows
+    join {{ ref('labels') }} l on l.label = rows.label
+    cross join label_count c
+    {%- if is_incremental() %}
+    left anti join {{ this }} t
+        on t.path = rows.path and t.copy_index = rows.copy_index and t.content_sha256 = rows.content_sha256
+       and t.label_index = l.label_index and size(t.label_onehot) = c.n_labels
+    {%- endif %}
 )
 select
-    rows.path,
-    rows.label,
-    l.label_index,
-    {{ one_hot('l.label_index', 'c.n_labels') }} as label_onehot,
-    rows.copy_index,
-    normalize(rows.image, '{{ var("normalization") }}') as tensor,
-    tensor_shape(rows.image) as tensor_shape,
-    rows.color_histogram
-from rows
-join {{ ref('labels') }} l on l.label = rows.label
-cross join label_count c
+    path,
+    content_sha256,
+    label,
+    label_index,
+    {{ one_hot('label_index', 'n_labels') }} as label_onehot,
+    copy_index,
+    normalize(image, '{{ var("normalization") }}') as tensor,
+    tensor_shape(image) as tensor_shape,
+    color_histogram
+from labelled
 {%- endmacro %}

@@ -17,11 +17,11 @@ from {{ model }}
 where length({{ column_name }}) <> 4 * aggregate({{ shape_column }}, 1L, (acc, d) -> acc * d)
 {% endtest %}
 
-{#- Tensor values are finite and within [min_value, max_value]. -#}
+{#- Tensor values are finite and within [min_value, max_value] (a NaN fails the check). -#}
 {% test tensor_values_in_range(model, column_name, min_value, max_value) %}
-select path, array_min(v) as min_value, array_max(v) as max_value
-from (select path, tensor_to_array({{ column_name }}) as v from {{ model }})
-where exists(v, x -> isnan(x) or x < {{ min_value }} or x > {{ max_value }})
+select path, r.min as min_value, r.max as max_value
+from (select path, tensor_range({{ column_name }}) as r from {{ model }})
+where not (r.min >= {{ min_value }} and r.max <= {{ max_value }})
 {% endtest %}
 
 {#- Classes with fewer than min_count images (use with severity: warn). -#}

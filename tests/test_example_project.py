@@ -244,3 +244,53 @@ def test_torch_dataset_reads_the_built_training_set(sample):
     x, y = items[0]
     assert isinstance(x, torch.Tensor) and tuple(x.shape) == (3, 224, 224) and y == test["label_index"][0]
     assert torch.equal(x, torch.from_numpy(np.frombuffer(test["tensor"][0], "<f4").reshape(3, 224, 224).copy()))
+
+
+# -- Incremental builds ------------------------------------------------------------------------------
+
+def current_parquet_inodes(project: Path, table: str) -> set[int]:
+    return {p.stat().st_ino for p in (project / "target/warehouse" / table).resolve().rglob("*.parquet")}
+
+
+def test_new_changed_and_deleted_images_update_every_table_as_a_full_build_would(spark, tmp_path):
+    from PIL import Image, ImageOps
+
+    from bench.incremental import compare, read_tables
+
+    project = copy_example(tmp_path / "p")
+    assert build(project, **SMALL) == 0
+    splits_before = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
+    resized_files = current_parquet_inodes(project, "images_resized")
+    images = project / "data/images"
+    originals = sorted(images.glob("paper/*.jpg"))
+    for i, path in enumerate(originals[:4]):  # four new images arrive: mirrored copies, new content
+        with Image.open(path) as image:
+            ImageOps.mirror(image).save(images / f"plastic/arrived_{i}.jpg", quality=90)
+    originals[5].unlink()  # one is deleted
+    with Image.open(originals[6]) as image:  # and one is rewritten with new pixels
+        image.rotate(180).save(originals[6], quality=90)
+
+    assert build(project, **SMALL) == 0
+    results = run_results(project)
+    assert results["images_resized"]["status"] == "success" and results["images_resized"]["rows"] == 48 + 4 - 1
+    # Only the new and changed files were decoded: the table's other files were kept, not rewritten.
+    assert len(resized_files & current_parquet_inodes(project, "images_resized")) >= len(resized_files) - 2
+    splits_after = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
+    gone = {p for p in splits_before if p.endswith(originals[5].name)}
+    assert set(splits_before) - set(splits_after) == gone
+    assert all(splits_after[p] == s for p, s in splits_before.items() if p not in gone)  # splits keep history
+
+    # A full build of the same files gives the same tables, apart from which split new images got.
+    fresh = copy_example(tmp_path / "fresh")
+    assert build(fresh, images_path=str(images), **SMALL) == 0
+    incremental, full = read_tables(project), read_tables(fresh)
+    assert compare(incremental, full) == []
+
+
+def test_a_var_that_changes_what_images_are_rebuilds_the_incremental_tables_in_full(spark, tmp_path):
+    project = copy_example(tmp_path / "p")
+    assert build(project, **SMALL) == 0
+    assert build(project, **{**SMALL, "image_size": 32}) == 0
+    sizes = {(img["height"], img["width"]) for img in read(project, "images_resized")["image"]}
+    assert sizes == {(32, 32)}
+    assert "logic changed" in run_results(project)["images_resized"]["message"]

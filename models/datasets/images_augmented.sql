@@ -1,12 +1,22 @@
 -- augment_copies augmented versions of each training image (copy_index 1..K; 0 is the
 -- original in train_set). Every random choice comes from the seed, the path and the copy
 -- index, so a rebuild or a retried Spark task gives the same bytes.
+-- Incremental: only training images that are new (or changed) get copies; copies of images
+-- that left the training split, or changed, are removed.
+{{ config(
+    materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
+    delete_where="not exists (select 1 from " ~ ref('images_resized') ~ " r join " ~ ref('splits')
+                 ~ " s on s.path = r.path and s.split = 'train' where r.path = images_augmented.path"
+                 ~ " and r.content_sha256 = images_augmented.content_sha256)"
+) }}
 select
     r.path,
+    r.content_sha256,
     cast(c.pos + 1 as int) as copy_index,
     c.image
 from {{ ref('images_resized') }} r
 join {{ ref('splits') }} s on s.path = r.path and s.split = 'train'
+{{ only_new_images('r') }}
 lateral view posexplode(
     augment_copies(r.image, '{{ var("augment_ops") }}', {{ var('seed') }}, {{ var('augment_copies') }})
 ) c as pos, image

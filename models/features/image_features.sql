@@ -1,9 +1,15 @@
--- Hand-crafted features: colour histogram and channel statistics of the resized image (what the
--- model sees), and a perceptual hash of the whole original image for near-duplicate search.
+-- Hand-crafted features of the resized image (what the model sees): colour histogram, channel
+-- statistics, and a perceptual hash for near-duplicate search.
+-- Incremental: only images that are new or changed in images_resized are computed.
+{{ config(
+    materialized='incremental', unique_key='path', incremental_strategy='merge',
+    delete_where=image_is_gone()
+) }}
 select
     r.path,
+    r.content_sha256,
     color_histogram(r.image, {{ var('histogram_bins') }}) as color_histogram,
     image_stats(r.image) as image_stats,
-    phash(s.image) as phash
+    phash(r.image) as phash
 from {{ ref('images_resized') }} r
-join {{ ref('stg_images') }} s on s.path = r.path
+{{ only_new_images('r') }}

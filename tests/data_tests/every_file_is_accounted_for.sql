@@ -1,8 +1,14 @@
--- Nothing is lost: each file of the source is in stg_images or image_errors, and not both.
-select f.path,
-       (s.path is not null) as in_stg_images,
-       (e.path is not null) as in_image_errors
+-- Nothing is lost and nothing is stale: each file of the source is in stg_images or
+-- image_errors, and not both; neither holds a file that is no longer there.
+with accounted as (
+    select path, 'stg_images' as tbl from {{ ref('stg_images') }}
+    union all
+    select path, 'image_errors' as tbl from {{ ref('image_errors') }}
+)
+select coalesce(f.path, a.path) as path,
+       collect_list(a.tbl) as found_in,
+       max(f.path is not null) as in_source
 from {{ source('raw', 'images') }} f
-left join {{ ref('stg_images') }} s on s.path = f.path
-left join {{ ref('image_errors') }} e on e.path = f.path
-where (s.path is null) = (e.path is null)
+full outer join accounted a on a.path = f.path
+group by coalesce(f.path, a.path)
+having count(a.tbl) <> 1 or not max(f.path is not null)

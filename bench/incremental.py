@@ -1,0 +1,177 @@
+"""Incremental builds of the example project, measured (issue #5).
+
+    python bench/incremental.py                 # 2000 images, 20 added (1 %)
+    python bench/incremental.py -n 500 --add 5
+
+On an image set made with ../shared/datasets/make_bench_set.py, each step a whole
+`python runner.py build` process, one after the other:
+
+1. full build of N images;
+2. no-op build (nothing changed), compared with the Spark start-up time it reports;
+3. build after `--add` new images arrived, compared with the full build;
+4. build after some images were deleted and some rewritten;
+5. a full build of the same final files in a fresh warehouse, whose tables must equal those of
+   the incremental builds (same rows, same values), except for split assignments, which keep
+   their history: tables made from the splits are compared on the images whose split agrees.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MAKE_SET = ROOT.parent / "shared" / "datasets" / "make_bench_set.py"
+PROJECT_PARTS = ["project.yml", "models", "macros", "tests/data_tests"]
+# Tables whose rows depend on which split an image is in.
+SPLIT_TABLES = {"splits", "images_augmented", "train_set", "val_set", "test_set", "ml_features"}
+
+
+def copy_project(dest: Path) -> Path:
+    """The example project (without its sample images) in `dest`."""
+    for part in PROJECT_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, dest / part)
+        else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, dest / part)
+    return dest
+
+
+def build(project: Path, images: Path, *extra: str) -> tuple[float, float, dict]:
+    """Run one build as its own process: (seconds, Spark start-up seconds, run_results by name)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "runner.py"), "build", "--project-dir", str(project),
+                           "--vars", json.dumps({"images_path": str(images)}), *extra],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"build failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    startup = float(re.search(r"ready in ([\d.]+)s", done.stdout).group(1))
+    results = json.loads((project / "target/run_results.json").read_text())["results"]
+    return seconds, startup, {r["name"]: r for r in results}
+
+
+def read_tables(project: Path) -> dict[str, list[dict]]:
+    import pyarrow.parquet as pq
+
+    warehouse = project / "target" / "warehouse"
+    catalog = json.loads((warehouse / "_catalog.json").read_text())
+    return {name: pq.read_table(warehouse / entry["version"]).to_pylist()
+            for name, entry in catalog.items() if entry.get("kind") == "table"}
+
+
+def canonical(rows: list[dict]) -> list[str]:
+    return sorted(repr(sorted(row.items())) for row in rows)
+
+
+def compare(incremental: dict[str, list[dict]], full: dict[str, list[dict]]) -> list[str]:
+    """Differences between the tables of an incremental and a full build (empty when equal)."""
+    problems = []
+    if set(incremental) != set(full):
+        problems.append(f"tables differ: {sorted(set(incremental) ^ set(full))}")
+    split_of = [{r["path"]: r["split"] for r in tables.get("splits", [])} for tables in (incremental, full)]
+    agreeing = {p for p, s in split_of[0].items() if split_of[1].get(p) == s}
+    if set(split_of[0]) != set(split_of[1]):
+        problems.append("splits: the two builds assign different sets of images")
+    for name in sorted(set(incremental) & set(full)):
+        a, b = incremental[name], full[name]
+        if name == "splits":
+            a = [{k: v for k, v in r.items() if k != "split"} for r in a]
+            b = [{k: v for k, v in r.items() if k != "split"} for r in b]
+        elif name in SPLIT_TABLES:
+            a = [r for r in a if r["path"] in agreeing]
+            b = [r for r in b if r["path"] in agreeing]
+        if canonical(a) != canonical(b):
+            problems.append(f"{name}: {len(a)} rows after incremental builds, {len(b)} in a full build, "
+                            "or the same number with different values")
+    return problems
+
+
+def make_set(n: int, folder: Path) -> Path:
+    if not MAKE_SET.exists():
+        raise SystemExit(f"needs {MAKE_SET} (the shared data sets)")
+    if not folder.exists():
+        # At least 40 images per class, so the example's min_images_per_class test passes.
+        classes = max(1, min(50, n // 40))
+        subprocess.run([sys.executable, str(MAKE_SET), str(folder), "-n", str(n), "--workers", "2",
+                        "--classes", str(classes)], check=True, capture_output=True)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=2000, help="images in the first build (default 2000)")
+    parser.add_argument("--add", type=int, default=20, help="images that arrive afterwards (default 20)")
+    parser.add_argument("--sets", type=Path, default=Path(tempfile.gettempdir()) / "bench-sets",
+                        help="where generated image sets are kept between runs")
+    args = parser.parse_args()
+
+    source = make_set(args.n + args.add, args.sets / f"{args.n + args.add}")
+    work = Path(tempfile.mkdtemp(prefix="bench-incremental-"))
+    images, held = work / "images", work / "held_back"
+    shutil.copytree(source, images)
+    files = sorted(p for p in images.rglob("*") if p.is_file())
+    step = len(files) // args.add
+    arriving = files[step // 2::step][:args.add]
+    for path in arriving:  # kept aside, then added as new arrivals
+        (held / path.relative_to(images)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, held / path.relative_to(images))
+    project = copy_project(work / "project")
+    figures = []
+
+    full, startup, _ = build(project, images)
+    figures.append((f"full build, {args.n} images", full, startup, ""))
+    noop, startup, results = build(project, images)
+    unchanged = sum(r["status"] == "skipped: unchanged" for r in results.values())
+    figures.append(("no-op build", noop, startup,
+                    f"{noop - startup:.1f} s beyond start-up (target <= 5); {unchanged}/{len(results)} nodes unchanged"))
+
+    for path in arriving:
+        shutil.move(held / path.relative_to(images), path)
+    added, startup, results = build(project, images)
+    slowest = sorted(results.values(), key=lambda r: -r["execution_time"])[:8]
+    figures.append((f"+{args.add} images ({100 * args.add / args.n:.0f} %)", added, startup,
+                    f"{100 * added / full:.1f} % of the full build (target <= 10 %); "
+                    f"images_resized {results['images_resized']['execution_time']:.1f} s"))
+
+    # Some images go away and some are rewritten (new content, new modification time).
+    current = sorted(p for p in images.rglob("*") if p.is_file())
+    for path in current[3::max(1, len(current) // 5)][:5]:
+        path.unlink()
+    from PIL import Image
+    for path in current[7::max(1, len(current) // 5)][:5]:
+        if path.exists():
+            with Image.open(path) as image:
+                image.convert("RGB").rotate(90, expand=True).save(path, quality=90)
+    changed, startup, _ = build(project, images)
+    figures.append(("5 deleted, 5 rewritten", changed, startup, f"{100 * changed / full:.1f} % of the full build"))
+
+    fresh = copy_project(work / "fresh")
+    rebuilt, startup, _ = build(fresh, images)
+    figures.append(("full build of the same files", rebuilt, startup, ""))
+    problems = compare(read_tables(project), read_tables(fresh))
+
+    print(f"\nIncremental builds of the example project ({os.cpu_count()} cores)\n")
+    print(f"| step | seconds | Spark start-up | |\n|---|---:|---:|---|")
+    for name, seconds, start, note in figures:
+        print(f"| {name} | {seconds:.1f} | {start:.1f} | {note} |")
+    print(f"\nSlowest nodes of the +{args.add} build:",
+          ", ".join(f"{r['name']} {r['execution_time']:.1f} s" for r in slowest))
+    print("\nIncremental results equal a full build's (splits aside):", "yes" if not problems else "NO")
+    for problem in problems:
+        print("  -", problem)
+    shutil.rmtree(work)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

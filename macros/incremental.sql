@@ -1,0 +1,16 @@
+{#- Incremental image tables: each row is an image version, known by (path, content_sha256). -#}
+
+{#- delete_where of a table derived from images_resized: its rows for images that were deleted or
+    changed since (a changed file has a new content_sha256). -#}
+{% macro image_is_gone(images=none) -%}
+    {{- return("not exists (select 1 from " ~ (images or ref('images_resized')) ~ " g where g.path = " ~ this
+               ~ ".path and g.content_sha256 = " ~ this ~ ".content_sha256)") -}}
+{%- endmacro %}
+
+{#- On an incremental build, keep only the rows of `alias` that this table does not hold yet. -#}
+{% macro only_new_images(alias) -%}
+    {%- if is_incremental() %}
+left anti join {{ this }} __existing
+    on __existing.path = {{ alias }}.path and __existing.content_sha256 = {{ alias }}.content_sha256
+    {%- endif %}
+{%- endmacro %}
