@@ -1,29 +1,63 @@
 """Create the SparkSession a build or a query runs on, with the project's functions registered."""
 from __future__ import annotations
 
+import glob
+import hashlib
 import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import ProjectError
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties").as_uri()
 
-# Settings the local target uses unless project.yml overrides them. Image rows are large
-# (hundreds of kB each), so Arrow batches stay small; the UI and its port are not needed.
+# Settings the local target uses unless project.yml overrides them, chosen by measuring whole
+# builds on 2 cores (bench/README.md): image rows are large (a 224x224 image is 150 kB, its
+# float32 tensor 600 kB), files are small (about 50 kB), and start-up is paid by every command.
 LOCAL_DEFAULTS = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "8",
-    "spark.sql.execution.arrow.maxRecordsPerBatch": "64",
+    # Arrow batches of image rows: 16 rows of 750 kB are 12 MB per batch and per worker.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "16",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
-    "spark.driver.memory": "2g",
-    # On small machines the JVM's optimizing JIT competes with the Python workers for cores.
-    "spark.driver.extraJavaOptions": f"-XX:TieredStopAtLevel=1 -Dlog4j.configurationFile={LOG4J_CONFIG}",
+    # Rows stream through and Parquet buffers one 32 MB row group per task, so the heap holds
+    # little; 1g leaves room for reading tables of full-size images (a vectorized batch of them
+    # is tens of MB). The young generation is kept at 1/8 of the heap (NewRatio=7): every page
+    # of it that garbage passes through stays resident, and image rows make a lot of garbage.
+    "spark.driver.memory": "1g",
+    # Parquet is read in vectorized batches of this many rows per task; Spark's default of 4096
+    # rows of 600 kB tensors is 2.4 GB per batch and ran the heap out of memory on a 2000-image
+    # training set. 64 rows are 40 MB at most.
+    "spark.sql.parquet.columnarReaderBatchSize": "64",
+    # On small machines the JVM's optimizing JIT competes with the Python workers for cores
+    # (C1 only); ParallelGC has no concurrent marking threads and no "humongous" regions
+    # (G1 allocates every array over half a region, e.g. a 600 kB tensor, out of band).
+    # Bytecode verification stays on: the class data sharing archive below already saves
+    # verifying Spark's classes again at each start.
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:NewRatio=7 "
+                                     f"-Dlog4j.configurationFile={LOG4J_CONFIG}",
+    # Partitions of about 16 MB of file bytes. Spark counts each file as at least
+    # openCostInBytes (default 4 MB): with 50 kB images that made 4 files per task, 500 tasks
+    # for 2000 images, each paying task and Python worker set-up.
     "spark.sql.files.maxPartitionBytes": "16m",
+    "spark.sql.files.openCostInBytes": "64k",
+    # List folders on the driver: above 32 sub-folders (one per class) Spark lists them with a
+    # job of its own, about 1 s on a local disk.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "10000",
+    # Parquet checks page and row-group sizes only every 100 rows by default: 100 image rows are
+    # a 75 MB page, buffered on the heap and again in the compressor's off-heap buffers.
+    "spark.hadoop.parquet.page.size.row.check.min": "10",
+    "spark.hadoop.parquet.block.size": str(32 * 1024 * 1024),
+    # No dictionary encoding for the image columns: every row group starts each column with a
+    # dictionary, which hashes whole values (a 600 kB tensor) before giving up on them; that was
+    # a fifth of the JVM's sampled CPU in the bench/prep build (JFR). Other columns keep it.
+    **{f"spark.hadoop.parquet.enable.dictionary#{column}": "false"
+       for column in ("image.data", "pixels", "tensor", "content")},
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
 }
 
@@ -37,6 +71,7 @@ CLUSTER_DEFAULT_KEYS = (
     "spark.sql.execution.arrow.pyspark.enabled",
     "spark.sql.session.timeZone",
     "spark.sql.files.maxPartitionBytes",
+    "spark.sql.parquet.columnarReaderBatchSize",
     "spark.sql.sources.partitionOverwriteMode",
 )
 
@@ -69,6 +104,10 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
     from pyspark.sql import SparkSession
 
     conf = defaults_for(master)
+    if master.startswith("local"):
+        if "spark.driver.extraJavaOptions" not in (settings or {}):
+            conf["spark.driver.extraJavaOptions"] += " " + class_data_sharing_options()
+        _bound_native_memory()
     # Tables live in the project's warehouse; Spark's own default would leave an empty
     # spark-warehouse/ folder wherever the command was run.
     conf["spark.sql.warehouse.dir"] = os.path.join(tempfile.gettempdir(), "spark-image-data", "spark-warehouse")
@@ -78,6 +117,7 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    _note_class_path(spark, conf)
     spark.sparkContext.setLogLevel("ERROR")
     # PySpark logs every rejected query as a long JSON record; the runner reports it itself.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
@@ -86,6 +126,127 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
 
         udfs.register_all(spark)
     return spark
+
+
+# --------------------------------------------------------------------------- class data sharing
+#
+# Starting Spark loads about 25,000 classes from some 250 jars: 2-3 s of every command's
+# start-up on 2 cores (measured: a 500-image build, whole process, 9.0-10.7 s without and
+# 6.8-6.9 s with the archive). Java 17 can keep the parsed and verified classes of one run in
+# a class data sharing archive and map it into later runs (-XX:SharedArchiveFile). The first
+# local session on a machine writes the archive when its JVM exits (-XX:ArchiveClassesAtExit,
+# about 1-2 s more, once); each later one maps it. The archive is valid for one JVM and one set
+# of jars, hence the key; a damaged or foreign archive is ignored by the JVM (-Xshare:auto, the
+# default) and rewritten. IMAGEPREP_CDS=0 turns this off.
+
+CDS_LOG_OFF = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+
+
+def class_data_sharing_options(folder: str | None = None) -> str:
+    """JVM options that use this machine's class data sharing archive, or write it if missing."""
+    if os.environ.get("IMAGEPREP_CDS", "1") == "0":
+        return ""
+    try:
+        folder = folder or os.path.join(tempfile.gettempdir(), "spark-image-data", "cds")
+        os.makedirs(folder, exist_ok=True)
+        archive = os.path.join(folder, f"spark-{_cds_key()}.jsa")
+        _adopt_finished_archives(archive)
+        if os.path.exists(archive):
+            return f"-XX:SharedArchiveFile={archive} {CDS_LOG_OFF}"
+        # Written under this process's id, checked and renamed by a later session once this one
+        # is gone: a JVM that maps a truncated archive dies of SIGBUS, so none may see a part.
+        return f"-XX:ArchiveClassesAtExit={archive}.{os.getpid()}.part -XX:+VerifySharedSpaces {CDS_LOG_OFF}"
+    except OSError:
+        return ""
+
+
+def _note_class_path(spark, conf: dict) -> None:
+    """Beside an archive being written, the class path it is for (checking it needs the same one)."""
+    options = conf.get("spark.driver.extraJavaOptions", "")
+    for option in options.split():
+        if option.startswith("-XX:ArchiveClassesAtExit="):
+            part = option.split("=", 1)[1]
+            try:
+                Path(part + ".cp").write_text(spark._jvm.java.lang.System.getProperty("java.class.path"))
+            except Exception:  # noqa: BLE001 - the archive is an optimisation; never fail a session for it
+                pass
+
+
+def _cds_key() -> str:
+    """What an archive depends on: the Java runtime and Spark's jars (names and sizes)."""
+    import pyspark
+
+    digest = hashlib.sha256()
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else shutil.which("java")
+    java = os.path.realpath(java or "java")
+    digest.update(java.encode())
+    if os.path.exists(java):
+        digest.update(str(os.stat(java).st_mtime_ns).encode())
+    for jar in sorted(glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "*.jar"))):
+        digest.update(f"{os.path.basename(jar)}:{os.path.getsize(jar)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _adopt_finished_archives(archive: str) -> None:
+    """Rename a complete archive written by a session that has ended to ``archive``; delete the rest."""
+    for part in glob.glob(archive + ".*.part"):
+        pid = part[len(archive) + 1:-len(".part")]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        if time.time() - os.path.getmtime(part) < 30:  # its JVM, which outlives the session, may still write it
+            continue
+        class_path = Path(part + ".cp")
+        if not os.path.exists(archive) and class_path.exists() and _archive_is_sound(part, class_path.read_text()):
+            os.replace(part, archive)
+        else:
+            os.remove(part)
+        class_path.unlink(missing_ok=True)
+    for class_path in glob.glob(archive + ".*.part.cp"):  # of sessions whose JVM wrote no archive
+        pid = class_path[len(archive) + 1:-len(".part.cp")]
+        if not os.path.exists(class_path[:-len(".cp")]) and not (pid.isdigit() and _alive(int(pid))):
+            os.remove(class_path)
+
+
+def _archive_is_sound(part: str, class_path: str) -> bool:
+    """Whether a JVM maps the archive and its checksums hold (a truncated one fails here, not in a build)."""
+    import subprocess
+
+    java = os.path.join(os.environ["JAVA_HOME"], "bin", "java") if os.environ.get("JAVA_HOME") else "java"
+    try:
+        done = subprocess.run([java, "-cp", class_path, f"-XX:SharedArchiveFile={part}", "-Xshare:on",
+                               "-XX:+VerifySharedSpaces", *CDS_LOG_OFF.split(), "-version"],
+                              capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _bound_native_memory() -> None:
+    """Stop glibc from keeping freed buffers of the JVM and its Python workers (before the JVM starts).
+
+    The JVM runs some 35 threads and glibc gives threads arenas of their own (up to 8 per core);
+    Arrow and Parquet buffers of image rows (MBs each) freed into them are kept, and the dynamic
+    mmap threshold climbs until such buffers are no longer mmapped and returned at all. Measured
+    on the bench/prep build of 2000 images: the JVM's resident size varied from 0.8 to 1.55 GB
+    between identical runs, while its own accounting (-XX:NativeMemoryTracking) stayed under
+    0.8 GB; with two arenas and a fixed 1 MB mmap threshold it stayed at 0.75-0.76 GB.
+    The Python workers, started by the JVM, inherit the same settings.
+    """
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is None:
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+        os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1024 * 1024))
 
 
 def _python_for_executors(python: str | None) -> None:

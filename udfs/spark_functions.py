@@ -31,11 +31,13 @@ from udfs.batch import per_row
 from udfs.kernels import augment as augment_kernel
 from udfs.kernels import color, decode, encode, features, resize as resize_kernel, tensor
 from udfs.kernels import normalize as normalize_kernel
+from udfs.kernels import prepare as prepare_kernel
 
 DEFAULT_MAX_PIXELS = decode.DEFAULT_MAX_PIXELS
 
 IMAGE_INFO_TYPE = pa.struct([("format", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
                              ("mode", pa.string()), ("orientation", pa.int32())])
+PREPARED_FIELDS = ("width", "height", "image", "tensor", "tensor_shape", "histogram", "error")
 IMAGE_STATS_TYPE = pa.struct([("mean", pa.list_(pa.float64())), ("std", pa.list_(pa.float64())),
                               ("min", pa.list_(pa.int32())), ("max", pa.list_(pa.int32()))])
 
@@ -102,6 +104,59 @@ def decode_resize(content: pa.Array, path: pa.Array, height: pa.Array, width: pa
         except decode.ImageDecodeError:
             out.append(None)
     return image_struct.from_numpy(out, per_row(path, n))
+
+
+def prepare_image(content: pa.Array, path: pa.Array, height: pa.Array, width: pa.Array,
+                  resize_mode: pa.Array = "stretch", interpolation: pa.Array = "bilinear",
+                  normalization: pa.Array = "imagenet", histogram_bins: pa.Array = 32,
+                  max_pixels: pa.Array = DEFAULT_MAX_PIXELS) -> pa.Array:
+    """``prepare_image(...)``: size, resized image, tensor and histogram of each file in one Python call."""
+    n = len(content)
+    heights, widths = per_row(height, n), per_row(width, n)
+    resize_modes = per_row(resize_mode, n, resize_kernel.check_resize_mode)
+    interpolations = per_row(interpolation, n, _check_interpolation_name)
+    normalizations = per_row(normalization, n, prepare_kernel.check_normalization)
+    bins = per_row(histogram_bins, n, prepare_kernel.check_bins)
+    limits = per_row(max_pixels, n, decode.check_max_pixels)
+    sizes = np.zeros((2, n), dtype=np.int32)
+    pixels, tensors, shapes, histograms, errors = [], [], [], [], []
+    for i, data in enumerate(content.to_pylist()):
+        resize_kernel.check_size(heights[i], widths[i])
+        try:
+            done = prepare_kernel.prepare(data or b"", heights[i], widths[i], resize_modes[i], interpolations[i],
+                                          normalizations[i], bins[i], limits[i])
+        except decode.ImageDecodeError as error:
+            pixels.append(None), tensors.append(None), shapes.append(None), histograms.append(None)
+            errors.append(str(error))
+            continue
+        sizes[:, i] = done.width, done.height
+        pixels.append(done.pixels)
+        tensors.append(done.tensor)
+        shapes.append(None if done.tensor is None else list(done.tensor.shape))
+        histograms.append(done.histogram)
+        errors.append(None)
+    bad = np.array([e is not None for e in errors], dtype=bool)
+    arrays = [
+        pa.array(sizes[0], pa.int32(), mask=bad),
+        pa.array(sizes[1], pa.int32(), mask=bad),
+        image_struct.from_numpy(pixels, per_row(path, n)),
+        image_struct.binary_array([None if t is None else t.astype(tensor.DTYPE, copy=False) for t in tensors]),
+        pa.array(shapes, pa.list_(pa.int32())),
+        _int32_lists(histograms),
+        pa.array(errors, pa.string()),
+    ]
+    return pa.StructArray.from_arrays(arrays, names=list(PREPARED_FIELDS))
+
+
+def _int32_lists(rows: list) -> pa.Array:
+    """``array<int>`` from int NumPy arrays (``None`` gives NULL), one concatenation for the batch."""
+    lengths = np.array([0 if r is None else len(r) for r in rows], dtype=np.int32)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [r for r in rows if r is not None]
+    values = np.concatenate(present).astype(np.int32) if present else np.empty(0, np.int32)
+    mask = pa.array([r is None for r in rows], pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32()), mask=mask)
 
 
 def _check_interpolation_name(name):
@@ -198,6 +253,31 @@ def tensor_to_array(tensor_bytes: pa.Array) -> pa.Array:
     np.cumsum(counts, out=list_offsets[1:])
     return pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(values.astype(np.float32), pa.float32()),
                                     mask=pa.array(~valid))
+
+
+def tensor_range(tensor_bytes: pa.Array) -> pa.Array:
+    """``tensor_range(tensor)``: smallest and largest value of each float32 tensor (NaN if it holds one)."""
+    tensor_bytes = tensor_bytes.combine_chunks() if isinstance(tensor_bytes, pa.ChunkedArray) else tensor_bytes
+    offsets, buffer = image_struct.binary_buffers(tensor_bytes)
+    valid = np.asarray(tensor_bytes.is_valid())
+    n = len(valid)
+    lows, highs = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+    empty = np.zeros(n, dtype=bool)
+    for i in range(n):
+        if not valid[i]:
+            continue
+        size = int(offsets[i + 1] - offsets[i])
+        if size % tensor.DTYPE.itemsize:
+            raise ValueError(f"tensor_range: a float32 tensor has a multiple of 4 bytes, got {size} bytes "
+                             f"in row {i} of the batch")
+        values = np.frombuffer(buffer, dtype=tensor.DTYPE, count=size // 4, offset=int(offsets[i]))
+        if values.size == 0:
+            empty[i] = True
+            continue
+        lows[i], highs[i] = values.min(), values.max()  # NaN propagates: a NaN tensor fails range checks
+    missing = ~valid | empty
+    return pa.StructArray.from_arrays([pa.array(lows, pa.float32(), mask=missing), pa.array(highs, pa.float32(), mask=missing)],
+                                      names=["min", "max"], mask=pa.array(missing))
 
 
 def array_to_tensor(values: pa.Array) -> pa.Array:

@@ -123,27 +123,47 @@ def decode_resize(content: bytes, height: int, width: int, resize_mode: str = "s
     downscale is a different filter). Other formats decode fully, then resize.
     Raises :class:`ImageDecodeError` for a bad file, like :func:`decode`.
     """
+    return decode_resize_sized(content, height, width, resize_mode, interpolation, mode, max_pixels)[0]
+
+
+def decode_resize_sized(content: bytes, height: int, width: int, resize_mode: str = "stretch",
+                        interpolation: str = "bilinear", mode: str = "RGB",
+                        max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, int, int]:
+    """:func:`decode_resize`, and the original image's upright ``width`` and ``height``.
+
+    The size is the one :func:`decode` would return (EXIF orientation applied), known
+    without a full-size decode: from the header when the JPEG decoder reduced, else from
+    the decoded image.
+    """
     mode = check_mode(mode)
     height, width = check_size(height, width)
     resize_mode = check_resize_mode(resize_mode)
     resample = check_interpolation(interpolation)
     image = open_image(content, max_pixels)
     box = None
+    upright = None
     if image.format in ("JPEG", "MPO"):
-        box = _draft(image, height, width, resize_mode)
+        orientation = _header_orientation(image)
+        stored_w, stored_h = image.size
+        upright = (stored_h, stored_w) if orientation in _TRANSPOSING_ORIENTATIONS else (stored_w, stored_h)
+        box = _draft(image, height, width, resize_mode, orientation)
     pil = _finish_image(image, mode, content)
-    return from_pil(resize_image(pil, height, width, resize_mode, resample, box=box))
+    original_w, original_h = upright if box is not None else pil.size
+    return from_pil(resize_image(pil, height, width, resize_mode, resample, box=box)), original_w, original_h
 
 
-def _draft(image: Image.Image, height: int, width: int, resize_mode: str) -> tuple[float, ...] | None:
+def _draft(image: Image.Image, height: int, width: int, resize_mode: str,
+           orientation: int | None = None) -> tuple[float, ...] | None:
     """Ask libjpeg for the smallest 1/2, 1/4, 1/8 scale that keeps what the resize needs.
 
     Returns the picture's box in the *upright* decoded image (orientation applied), or
     ``None`` when nothing was reduced. The box is fractional (a 427-pixel side at 1/8
     decodes to 54 pixels, of which 53.375 are picture) and its partial edge moves with
-    the EXIF rotation/flip, hence the corner mapping.
+    the EXIF rotation/flip, hence the corner mapping. ``orientation`` is the header's EXIF
+    orientation when the caller has already read it.
     """
-    orientation = _header_orientation(image)
+    if orientation is None:
+        orientation = _header_orientation(image)
     stored_w, stored_h = image.size
     transposed = orientation in _TRANSPOSING_ORIENTATIONS
     upright = (stored_h, stored_w) if transposed else (stored_w, stored_h)
