@@ -22,9 +22,9 @@ RUNNER = Path(__file__).resolve().parent.parent / "runner.py"
 VARS = {"image_size": 32, "augment_copies": 1}
 
 
-def make_images(folder: Path, n: int) -> None:
-    rng = np.random.default_rng(7)
-    for i in range(n):
+def make_images(folder: Path, n: int, first: int = 0) -> None:
+    rng = np.random.default_rng(7 + first)
+    for i in range(first, first + n):
         label = ["red", "green", "blue", "gray"][i % 4]
         (folder / label).mkdir(parents=True, exist_ok=True)
         base = np.array({"red": [200, 40, 40], "green": [40, 200, 40], "blue": [40, 40, 200], "gray": [128] * 3}[label])
@@ -72,7 +72,7 @@ def test_killed_builds_leave_last_good_tables_and_the_next_build_recovers(spark,
     (crashed / "target").mkdir()
     shutil.copytree(clean / "target/warehouse", crashed / "target/warehouse", symlinks=True)
     # Kill full rebuilds at several points: while decoding, while writing tables mid-graph, near the end.
-    for marker, delay in (("ready in", 1.0), ("stg_images", 0.3), ("image_groups", 0.0)):
+    for marker, delay in (("ready in", 1.0), ("images_resized", 0.3), ("image_groups", 0.0)):
         process = start_build(crashed, "--full-refresh")
         kill_after(process, marker, delay)
         # Every table still reads, whole, at its last good version.
@@ -85,3 +85,38 @@ def test_killed_builds_leave_last_good_tables_and_the_next_build_recovers(spark,
     # Old and half-written versions were cleaned up: at most the current and the previous one remain.
     for table in TABLES:
         assert len(list((crashed / "target/warehouse/_versions" / table).iterdir())) <= 2, table
+
+
+def test_killed_incremental_builds_keep_the_tables_and_the_next_build_equals_a_full_one(spark, tmp_path, images):
+    from bench.incremental import compare, read_tables
+
+    VARS["images_path"] = str(images)
+    project = copy_example(tmp_path / "project")
+    process = start_build(project)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    before = tables(project)
+
+    make_images(images, 12, first=1000)  # images arrive
+    # Kill incremental builds while they decode the new images, merge tables mid-graph, near the end.
+    # Each table must then read whole, either as before or as a finished model left it.
+    seen_after_kills = []
+    for marker, delay in (("ready in", 1.5), ("images_resized", 0.2), ("images_augmented", 0.0)):
+        process = start_build(project)
+        kill_after(process, marker, delay)
+        seen_after_kills.append((marker, tables(project)))
+
+    process = start_build(project)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    after = tables(project)
+    assert len(after["stg_images"]) == 132
+    for marker, seen in seen_after_kills:
+        for table, rows in seen.items():
+            assert rows in (before[table], after[table]), f"{table} is half-updated after a kill at '{marker}'"
+    assert seen_after_kills[0][1] == before  # killed before any model finished: nothing changed
+    fresh = copy_example(tmp_path / "fresh")
+    done = subprocess.run([sys.executable, str(RUNNER), "build", "--project-dir", str(fresh), "--vars", json.dumps(VARS)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert compare(read_tables(project), read_tables(fresh)) == []

@@ -28,7 +28,7 @@ from test_example_project import TABLES, copy_example
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PER_CLASS = 6  # images kept of each of the 4 classes: 24, one gallery's worth
-LABELLED_IMAGE_TABLES = ["stg_images", "images_resized"]
+LABELLED_IMAGE_TABLES = ["images_resized"]
 
 
 UNBUILT = ["labels", "train_set", "val_set", "test_set", "ml_features"]  # labels and what reads it
@@ -116,7 +116,7 @@ def test_lineage_has_a_linked_node_per_model_and_a_dot_per_test(docs, project):
     assert [kind for _, kind in dots].count("good") == len(ran) and all(r["status"] == "pass" for r in ran)
     assert all(re.fullmatch(r"models/\w+\.html#test-\w+", href) for href, _ in dots)
     for table in UNBUILT:  # drawn dashed, and its page says so
-        assert re.search(rf'<a href="models/{table}\.html" class="node model missing table"', svg), table
+        assert re.search(rf'<a href="models/{table}\.html" class="node model missing (table|incremental)"', svg), table
         assert "Not built yet: run <code>python runner.py build</code>" in read(docs, f"models/{table}.html")
 
 
@@ -172,15 +172,15 @@ def test_user_text_is_escaped(project, tmp_path):
     (other / "target").mkdir()
     os.symlink(project / "target" / "warehouse", other / "target" / "warehouse")
     yml = other / "models/features/_features.yml"
-    yml.write_text(yml.read_text().replace("description: Every image at image_size",
-                                           "description: <script>alert('x')</script> & Every image at image_size"))
+    yml.write_text(yml.read_text().replace("Every usable image at image_size",
+                                           "<script>alert('x')</script> & Every usable image at image_size"))
     assert main(["docs", "--project-dir", str(other)]) == 0
     docs = other / "target" / "docs"
     assert "There is no target/run_results.json" in read(docs, "index.html")
     for page in ("index.html", "models/images_resized.html"):
         html = read(docs, page)
         assert "<script>" not in html
-        assert re.search(r"&lt;script&gt;alert\(&#(39|x27);x&#(39|x27);\)&lt;/script&gt; &amp; Every image", html)
+        assert re.search(r"&lt;script&gt;alert\(&#(39|x27);x&#(39|x27);\)&lt;/script&gt; &amp; Every usable image", html)
 
 
 def test_docs_without_a_build_says_to_build_first(tmp_path, capsys):
