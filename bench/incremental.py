@@ -34,9 +34,9 @@ PROJECT_PARTS = ["project.yml", "models", "macros", "tests/data_tests"]
 SPLIT_TABLES = {"splits", "images_augmented", "train_set", "val_set", "test_set", "ml_features"}
 
 
-def copy_project(dest: Path) -> Path:
-    """The example project (without its sample images) in `dest`."""
-    for part in PROJECT_PARTS:
+def copy_project(dest: Path, with_sample_images: bool = False) -> Path:
+    """The example project in `dest`, with or without its bundled sample images."""
+    for part in PROJECT_PARTS + ["data/images"] * with_sample_images:
         source = ROOT / part
         if source.is_dir():
             shutil.copytree(source, dest / part)

@@ -43,3 +43,8 @@ def relative_to(listed_path: str, root: Path) -> str:
         if marker in listed_path:
             return listed_path.split(marker, 1)[1]
     raise AssertionError(f"{listed_path} is not under {root}")
+
+
+def parquet_inodes(table: Path) -> set[int]:
+    """Inodes of a table's Parquet files (through its symlink): equal inodes mean kept, not rewritten."""
+    return {p.stat().st_ino for p in table.resolve().rglob("*.parquet")}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -14,24 +13,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bench.incremental import compare, copy_project, read_tables
 from imageprep.cli import main
 from imageprep.training import numpy_batches, table_path
+from runner_helpers import parquet_inodes
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT_PARTS = ["project.yml", "models", "macros", "tests/data_tests", "data/images"]
 TABLES = ["stg_images", "image_errors", "images_resized", "image_features", "labels", "near_duplicates",
           "image_groups", "splits", "images_augmented", "train_set", "val_set", "test_set", "ml_features"]
 
 
 def copy_example(dest: Path) -> Path:
-    for part in PROJECT_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, dest / part)
-        else:
-            (dest / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, dest / part)
-    return dest
+    return copy_project(dest, with_sample_images=True)
 
 
 def build(project: Path, **vars) -> int:
@@ -248,19 +240,13 @@ def test_torch_dataset_reads_the_built_training_set(sample):
 
 # -- Incremental builds ------------------------------------------------------------------------------
 
-def current_parquet_inodes(project: Path, table: str) -> set[int]:
-    return {p.stat().st_ino for p in (project / "target/warehouse" / table).resolve().rglob("*.parquet")}
-
-
 def test_new_changed_and_deleted_images_update_every_table_as_a_full_build_would(spark, tmp_path):
     from PIL import Image, ImageOps
-
-    from bench.incremental import compare, read_tables
 
     project = copy_example(tmp_path / "p")
     assert build(project, **SMALL) == 0
     splits_before = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
-    resized_files = current_parquet_inodes(project, "images_resized")
+    resized_files = parquet_inodes(project / "target/warehouse/images_resized")
     images = project / "data/images"
     originals = sorted(images.glob("paper/*.jpg"))
     for i, path in enumerate(originals[:4]):  # four new images arrive: mirrored copies, new content
@@ -274,7 +260,7 @@ def test_new_changed_and_deleted_images_update_every_table_as_a_full_build_would
     results = run_results(project)
     assert results["images_resized"]["status"] == "success" and results["images_resized"]["rows"] == 48 + 4 - 1
     # Only the new and changed files were decoded: the table's other files were kept, not rewritten.
-    assert len(resized_files & current_parquet_inodes(project, "images_resized")) >= len(resized_files) - 2
+    assert len(resized_files & parquet_inodes(project / "target/warehouse/images_resized")) >= len(resized_files) - 2
     splits_after = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
     gone = {p for p in splits_before if p.endswith(originals[5].name)}
     assert set(splits_before) - set(splits_after) == gone

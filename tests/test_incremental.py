@@ -9,7 +9,7 @@ from imageprep import fingerprint
 from imageprep.graph import Graph
 from imageprep.project import load_project
 from imageprep.render import Renderer
-from runner_helpers import run_cli, write_project
+from runner_helpers import parquet_inodes, run_cli, write_project
 
 
 def statuses(root) -> dict:
@@ -123,10 +123,6 @@ def test_retry_reruns_failed_and_skipped_nodes_and_state_selects_changes(spark, 
     assert set(out.split()[2::3]) == {"flaky", "after"}
 
 
-def inodes(folder):
-    return {p.stat().st_ino for p in folder.rglob("*.parquet")}
-
-
 # The seed `src` stands for data that arrives between builds (a change of data, not of logic);
 # `inc` adds what is new to its table.
 INCREMENTAL = """
@@ -167,10 +163,10 @@ def table(root, name="inc"):
 def test_incremental_append_keeps_old_files_and_adds_new_rows(spark, tmp_path, capsys):
     root = incremental_project(tmp_path, "incremental_strategy='append'")
     assert build_incremental(capsys, root, lo=0, hi=3, tag="a")[0] == 0
-    first = inodes((root / "target/warehouse/inc").resolve())
+    first = parquet_inodes(root / "target/warehouse/inc")
     assert build_incremental(capsys, root, lo=0, hi=5, tag="b")[0] == 0
     assert table(root) == [(0, "a"), (1, "a"), (2, "a"), (2, "b"), (3, "b"), (4, "b")]
-    assert first <= inodes((root / "target/warehouse/inc").resolve())  # old files hard-linked, not rewritten
+    assert first <= parquet_inodes(root / "target/warehouse/inc")  # old files hard-linked, not rewritten
     assert build_incremental(capsys, root, "--full-refresh", lo=0, hi=2, tag="z")[0] == 0
     assert table(root) == [(0, "z"), (1, "z")]
 
