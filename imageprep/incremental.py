@@ -187,10 +187,13 @@ def _rows_to_delete(spark, model: Model, tagged):
     tagged.createOrReplaceTempView(view)
     try:
         # The rows are named after the model, so a condition can correlate: `<model>.path`.
+        # The query is analysed here, so the view is not needed once it returns.
         return spark.sql(f"SELECT __file, __row FROM {view} AS {model.name} WHERE {condition}")
     except Exception as exc:
         raise ProjectError(f"delete_where of '{model.name}' is not a valid condition on its rows: "
                            f"{str(exc).splitlines()[0]}", path=model.path) from None
+    finally:
+        spark.catalog.dropTempView(view)  # not a table of the project: keep it out of the SQL endpoint
 
 
 def _relative_to_version(uri: str, version_name: str) -> Path:

@@ -1,7 +1,8 @@
 {#- Incremental image tables: each row is an image version, known by (path, content_sha256). -#}
 
 {#- delete_where of a table derived from images_resized: its rows for images that were deleted or
-    changed since (a changed file has a new content_sha256). -#}
+    changed since (a changed file has a new content_sha256). `images`: the (path, content_sha256)
+    rows still wanted, images_resized by default. -#}
 {% macro image_is_gone(images=none) -%}
     {{- return("not exists (select 1 from " ~ (images or ref('images_resized')) ~ " g where g.path = " ~ this
                ~ ".path and g.content_sha256 = " ~ this ~ ".content_sha256)") -}}

@@ -5,9 +5,8 @@
 -- that left the training split, or changed, are removed.
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ ref('images_resized') ~ " r join " ~ ref('splits')
-                 ~ " s on s.path = r.path and s.split = 'train' where r.path = images_augmented.path"
-                 ~ " and r.content_sha256 = images_augmented.content_sha256)"
+    delete_where=image_is_gone("(select r.path, r.content_sha256 from " ~ ref('images_resized') ~ " r join "
+                               ~ ref('splits') ~ " s on s.path = r.path and s.split = 'train')")
 ) }}
 select
     r.path,
