@@ -20,6 +20,7 @@ from .errors import ProjectError
 from .fingerprint import TestState
 from .graph import Graph
 from .materialize import load_seed, materialize_model
+from . import new_rows
 from .nodes import MODEL, SEED, SOURCE, TEST
 from .sources import read_source
 from .warehouse import Warehouse
@@ -135,21 +136,26 @@ def _run_node(ex: Execution, node) -> NodeResult:
         result.rows = (ex.warehouse.catalog().get(node.name) or {}).get("rows")
         result.message = "unchanged since the last build (use --full-refresh to rebuild)"
         return result
+    logic = ex.logic_prints.get(node.unique_id)
     try:
         _register_sources(ex, node)
+        files_now = new_rows.register(ex.spark, ex.warehouse, node, _seen_before(ex, node, logic),
+                                      sources={s.relation: s for s in ex.project.sources.values()})
         if node.resource_type == SEED:
             written = load_seed(ex.spark, node, ex.project.root, ex.warehouse, fingerprint)
             result.rows = written.rows
         elif node.resource_type == MODEL:
             incremental = node.name in ex.incremental_models
-            logic = ex.logic_prints.get(node.unique_id)
             if incremental and logic != (ex.warehouse.catalog().get(node.name) or {}).get("logic"):
                 # What the model computes changed (its SQL, a var, a macro, a function's code): the
                 # rows it holds were made the old way, so it is rebuilt from scratch.
                 incremental, sql = False, ex.baseline_sql.get(node.unique_id, sql)
                 result.message = "its logic changed since the table was built: rebuilt in full"
+            elif incremental and _full_refresh_wanted(ex.spark, node):
+                incremental, sql = False, ex.baseline_sql.get(node.unique_id, sql)
+                result.message = "full_refresh_when held: rebuilt in full"
             written = materialize_model(ex.spark, node, sql, ex.warehouse, fingerprint,
-                                        incremental=incremental, logic=logic)
+                                        incremental=incremental, logic=logic, seen=files_now)
             result.rows = written.rows
         else:
             outcome = run_test(ex.spark, node, sql)
@@ -157,7 +163,7 @@ def _run_node(ex: Execution, node) -> NodeResult:
             if outcome.failures:
                 result.message = f"{outcome.failures} failing row{'s' * (outcome.failures != 1)}"
             if ex.test_state is not None:
-                ex.test_state.record(node.unique_id, fingerprint, outcome.status)
+                ex.test_state.record(node.unique_id, fingerprint, outcome.status, logic=logic, seen=files_now)
     except ProjectError as exc:
         result.status, result.message, result.project_error = "error", str(exc), True
     except Exception as exc:  # Spark rejected the SQL, or a function failed on the data
@@ -168,6 +174,8 @@ def _run_node(ex: Execution, node) -> NodeResult:
         where = f" (compiled SQL: {shown_sql})" if sql else ""
         result.message = f"{node.resource_type} '{node.name}' in {node.path}: {what}{where}:\n{_spark_message(exc)}"
         log.debug("%s failed:\n%s", node.unique_id, traceback.format_exc())
+    finally:
+        new_rows.drop(ex.spark, node)
     result.execution_time = time.perf_counter() - started
     log.info("%s %s %s rows=%s %.2fs %s", node.unique_id, result.status, node.materialized, result.rows,
              result.execution_time, result.message or "")
@@ -187,6 +195,29 @@ def _unchanged(ex: Execution, node, fingerprint: str | None) -> bool:
         return False
     entry = ex.warehouse.catalog().get(node.name)
     return entry is not None and entry.get("fingerprint") == fingerprint
+
+
+def _seen_before(ex: Execution, node, logic: str | None) -> dict[str, list[str]] | None:
+    """The files of each table the node read through new_rows() when it last ran the same way."""
+    if ex.full_refresh or not node.new_rows_of:
+        return None
+    if node.resource_type == TEST:
+        return ex.test_state.seen_when_passed(node.unique_id, logic) if ex.test_state is not None else None
+    entry = ex.warehouse.catalog().get(node.name) or {}
+    return entry.get("seen") if entry.get("logic") == logic else None
+
+
+def _full_refresh_wanted(spark, model) -> bool:
+    """Whether the model's full_refresh_when condition holds now (before an incremental build)."""
+    condition = model.config.get("full_refresh_when")
+    if not condition:
+        return False
+    try:
+        # A WHERE clause, so the condition may use EXISTS and IN subqueries.
+        return bool(spark.sql(f"SELECT 1 AS wanted WHERE {condition}").take(1))
+    except Exception as exc:
+        raise ProjectError(f"full_refresh_when of '{model.name}' is not a valid condition: "
+                           f"{str(exc).splitlines()[0]}", path=model.path) from None
 
 
 def _register_sources(ex: Execution, node) -> None:

@@ -1,8 +1,10 @@
 {#- The generic data tests every project has. Each returns the failing rows; none means a pass.
-    A project may define more, or override these, with {% test name(model, column_name) %} blocks. -#}
+    A project may define more, or override these, with {% test name(model, column_name) %} blocks.
+    Tests that judge each row on its own read new_rows(model): after a pass, only the rows of
+    files written since. -#}
 
 {% test not_null(model, column_name) %}
-select * from {{ model }} where {{ column_name }} is null
+select * from {{ new_rows(model) }} where {{ column_name }} is null
 {% endtest %}
 
 {% test unique(model, column_name) %}
@@ -15,7 +17,7 @@ having count(*) > 1
 
 {% test accepted_values(model, column_name, values, quote=true) %}
 select {{ column_name }} as value_field, count(*) as n_records
-from {{ model }}
+from {{ new_rows(model) }}
 where {{ column_name }} is not null
   and {{ column_name }} not in (
     {%- for value in values -%}

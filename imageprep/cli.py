@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     selecting.add_argument("--select", "-s", nargs="+", help="nodes to run (dbt syntax: name, +name, name+, tag:x, path:dir)")
     selecting.add_argument("--exclude", nargs="+", help="nodes to leave out (same syntax)")
     running = argparse.ArgumentParser(add_help=False)
-    running.add_argument("--full-refresh", action="store_true", help="rebuild every selected table from scratch")
+    running.add_argument("--full-refresh", action="store_true", help="rebuild every selected table from scratch; tests check every row")
     running.add_argument("--fail-fast", "-x", action="store_true", help="stop at the first failure")
     running.add_argument("--threads", type=int, default=None,
                          help="models to run at the same time (default: the target's threads, or 1)")

@@ -115,7 +115,8 @@ def macro_sources(renderer) -> dict[str, str]:
 
 
 class TestState:
-    """Fingerprints and outcomes of tests that passed, kept beside the tables they checked."""
+    """Fingerprints and outcomes of tests that passed, kept beside the tables they checked; with the
+    files each read through new_rows(), so the next run checks only rows it has not seen."""
 
     FILE = "_test_state.json"
 
@@ -128,9 +129,17 @@ class TestState:
         entry = self.data.get(uid)
         return bool(fingerprint) and entry is not None and entry["fingerprint"] == fingerprint
 
-    def record(self, uid: str, fingerprint: str | None, status: str) -> None:
+    def seen_when_passed(self, uid: str, logic: str | None) -> dict[str, list[str]] | None:
+        """The files a test read when it last passed, if it checked the same way then."""
+        entry = self.data.get(uid)
+        if not logic or entry is None or entry.get("logic") != logic:
+            return None
+        return entry.get("seen")
+
+    def record(self, uid: str, fingerprint: str | None, status: str, logic: str | None = None,
+               seen: dict[str, list[str]] | None = None) -> None:
         if fingerprint and status == "pass":
-            self.data[uid] = {"fingerprint": fingerprint}
+            self.data[uid] = {"fingerprint": fingerprint, "logic": logic, "seen": seen or {}}
         else:
             self.data.pop(uid, None)
 

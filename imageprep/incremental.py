@@ -107,7 +107,7 @@ def plan_schema(model: Model, old_frame, new_frame):
 
 
 def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprint: str | None,
-                            logic: str | None = None):
+                            logic: str | None = None, seen: dict[str, list[str]] | None = None):
     """Write the next version of an incremental model's existing table."""
     from pyspark.sql import functions as F
 
@@ -166,7 +166,8 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     finally:
         for frame in cached:
             frame.unpersist()
-    warehouse.publish_table(model.name, str(version), rows=rows, fingerprint=fingerprint, logic=logic)
+    warehouse.publish_table(model.name, str(version), rows=rows, fingerprint=fingerprint, logic=logic,
+                            **({"seen": seen} if seen else {}))
     spark.read.parquet(str(version)).createOrReplaceTempView(model.name)
     return Written(rows, str(version))
 

@@ -16,7 +16,9 @@ class Written:
 
 
 def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, fingerprint: str | None = None,
-                      incremental: bool = False, logic: str | None = None) -> Written:
+                      incremental: bool = False, logic: str | None = None,
+                      seen: dict[str, list[str]] | None = None) -> Written:
+    """`seen`: the files of the tables the model read through new_rows(), remembered with the table."""
     kind = model.materialized
     if kind == "ephemeral":
         return Written(None, None)
@@ -28,9 +30,10 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
     if kind == "incremental" and incremental:
         from .incremental import materialize_incremental
 
-        return materialize_incremental(spark, model, sql, warehouse, fingerprint, logic=logic)
+        return materialize_incremental(spark, model, sql, warehouse, fingerprint, logic=logic, seen=seen)
     if kind in ("table", "incremental"):
-        return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint, logic=logic)
+        return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint, logic=logic,
+                           seen=seen)
     raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
 
 
@@ -42,7 +45,8 @@ def _partition_by(model: Model) -> list[str]:
 
 
 def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: list[str],
-                fingerprint: str | None = None, logic: str | None = None) -> Written:
+                fingerprint: str | None = None, logic: str | None = None,
+                seen: dict[str, list[str]] | None = None) -> Written:
     """Write a new version; switch to it only once every file is written."""
     version = warehouse.new_version(name)
     try:
@@ -54,7 +58,8 @@ def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: lis
     except BaseException:
         warehouse.discard(version)
         raise
-    warehouse.publish_table(name, version, rows=rows, fingerprint=fingerprint, logic=logic)
+    warehouse.publish_table(name, version, rows=rows, fingerprint=fingerprint, logic=logic,
+                            **({"seen": seen} if seen else {}))
     spark.read.parquet(version).createOrReplaceTempView(name)
     return Written(rows, version)
 

@@ -19,6 +19,7 @@ class Node:
     description: str = ""
     depends_on: list[str] = field(default_factory=list)  # unique ids, filled in when rendered
     tags: list[str] = field(default_factory=list)
+    new_rows_of: list[str] = field(default_factory=list)  # relations read with new_rows(), when rendered
 
     @property
     def materialized(self) -> str | None:

@@ -25,7 +25,7 @@ TARGET_KEYS = {"master", "spark", "warehouse", "threads"}
 # Configs a model may set in project.yml folders, in YAML, or with config() in its SQL.
 MODEL_CONFIG_KEYS = {
     "materialized", "tags", "partition_by", "enabled", "description", "unique_key",
-    "incremental_strategy", "on_schema_change", "delete_where", "alias", "severity", "meta", "docs",
+    "incremental_strategy", "on_schema_change", "delete_where", "full_refresh_when", "alias", "severity", "meta", "docs",
 }
 MATERIALIZATIONS = {"table", "view", "ephemeral", "incremental"}
 SEED_CONFIG_KEYS = {"column_types", "tags", "enabled", "delimiter", "quote_columns"}

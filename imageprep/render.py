@@ -19,6 +19,7 @@ import jinja2
 from jinja2 import StrictUndefined
 
 from .errors import ProjectError
+from .new_rows import view_name as new_rows_view
 from .nodes import MODEL, SEED, TEST, DataTest, Model, Node
 from .project import MATERIALIZATIONS, MODEL_CONFIG_KEYS, Project, closest, _as_list
 
@@ -162,8 +163,18 @@ class Renderer:
             record["vars"][name] = value
             return value
 
+        def new_rows(relation: str) -> str:
+            # Only an incremental build of a model, or a test, reads part of a table; a first build
+            # (and the logic fingerprint) reads the relation itself, and remembers its files.
+            if phase in ("parse", "baseline"):
+                return relation
+            record.setdefault("new_rows", []).append(str(relation))
+            if node.resource_type == TEST or self._is_incremental(node, record, phase):
+                return new_rows_view(node.name, str(relation))
+            return relation
+
         return {
-            "ref": ref, "source": source, "config": config, "var": var,
+            "ref": ref, "source": source, "config": config, "var": var, "new_rows": new_rows,
             "return": _macro_return, "exceptions": _Exceptions(),
             "this": node.name, "is_incremental": lambda: self._is_incremental(node, record, phase),
             "target": {"name": self.target_name, "project": project.name},
@@ -189,6 +200,8 @@ class Renderer:
             model.config["tags"] = model.tags
             model.refs = list(dict.fromkeys(record["refs"]))
             model.sources = list(dict.fromkeys(record["sources"]))
+        if phase == "compile":
+            model.new_rows_of = list(dict.fromkeys(record.get("new_rows", [])))
         model.used_vars = dict(sorted(record["vars"].items()))
         model.used_macros = sorted(set(used_macros))
         return sql
@@ -280,6 +293,7 @@ class Renderer:
             test.compiled_sql = self._render(test.path, test.raw_sql, context, used).strip()
             test.config.update(record["config"])
             test.refs = list(dict.fromkeys(record["refs"]))
+            test.new_rows_of = list(dict.fromkeys(record.get("new_rows", [])))
             test.depends_on = self._dependency_ids(test.refs, record["sources"])
             test.attached_to = test.depends_on[0] if len(test.depends_on) == 1 else None
             tests.append(test)
@@ -332,6 +346,7 @@ class Renderer:
             sql = f"SELECT * FROM ({_strip_semicolon(sql)}) AS t WHERE {config['where']}"
         test.compiled_sql = sql.strip()
         test.refs = list(dict.fromkeys(record["refs"]))
+        test.new_rows_of = list(dict.fromkeys(record.get("new_rows", [])))
         deps = [owner.unique_id] + self._dependency_ids(test.refs, record["sources"])
         test.depends_on = list(dict.fromkeys(deps))
         return test

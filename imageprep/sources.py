@@ -11,6 +11,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote
 
 from .errors import ProjectError
@@ -74,8 +75,10 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def read_image_folder(spark, source: Source):
-    """One row per file under the folder: path, relative_path, modificationTime, length, content."""
+def read_image_folder(spark, source: Source, only: Callable[[tuple[str, int, datetime]], bool] | None = None):
+    """One row per file under the folder: path, relative_path, modificationTime, length, content.
+
+    `only`: which files of the listing, (uri, size, modification time), to read; all by default."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType, TimestampType
 
@@ -95,16 +98,22 @@ def read_image_folder(spark, source: Source):
     listing = [f for f in listing if (pattern is None or pattern.match(f[0].rsplit("/", 1)[-1]))
                and (include_hidden or not _hidden(f[0], root_uri))]
 
+    schema = StructType([StructField("path", StringType()), StructField("modificationTime", TimestampType()),
+                         StructField("length", LongType()), StructField("content", BinaryType())])
     reader = spark.read.format("binaryFile").option("recursiveFileLookup", str(recursive).lower())
-    frame = reader.load(root_uri)
-    if pattern is not None:
-        frame = frame.where(F.regexp_extract("path", "[^/]*$", 0).rlike("(?i)" + pattern.pattern))
+    chosen = listing if only is None else [f for f in listing if only(f)]
+    if len(chosen) == len(listing):
+        frame = reader.load(root_uri)
+        if pattern is not None:
+            frame = frame.where(F.regexp_extract("path", "[^/]*$", 0).rlike("(?i)" + pattern.pattern))
+    else:  # some files by name: Spark opens no other file
+        listing = chosen
+        named = [_escape_glob(path) for path, size, _ in listing if size]
+        frame = reader.load(named) if named else spark.createDataFrame([], schema)
     # inputFiles() gives URIs (percent-encoded); rows and our listing carry the plain path.
     seen = {_canonical(unquote(p)) for p in frame.inputFiles()}
     # binaryFile lists zero-byte files but returns no row for them.
     extra = [f for f in listing if _canonical(f[0]) not in seen or f[1] == 0]
-    schema = StructType([StructField("path", StringType()), StructField("modificationTime", TimestampType()),
-                         StructField("length", LongType()), StructField("content", BinaryType())])
     if extra:
         rows = [(path, mtime, size, read_bytes(spark, path) if size else b"") for path, size, mtime in extra]
         frame = frame.unionByName(spark.createDataFrame(rows, schema))
@@ -114,6 +123,11 @@ def read_image_folder(spark, source: Source):
         F.when(F.col("path").startswith(prefix), F.expr(f"substring(path, {len(prefix) + 1})"))
         .otherwise(F.regexp_extract("path", "[^/]*$", 0)).alias("relative_path"),
         "modificationTime", "length", "content")
+
+
+def _escape_glob(uri: str) -> str:
+    """A file's URI as a Hadoop glob that matches only it (Spark expands paths given to load())."""
+    return re.sub(r"([\\{}\[\]*?])", r"\\\1", uri)
 
 
 def _hidden(path: str, root_uri: str) -> bool:

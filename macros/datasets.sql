@@ -15,26 +15,26 @@
 {%- endmacro %}
 
 {#- The rows of one training split: original images (copy_index 0) with labels, tensors and
-    features; augmented copies are added to the train split only. Incremental: a build computes
-    tensors only for rows that are new, whose image changed, or whose label encoding moved (a new
-    label shifts the indices after it); rows of images that left the split are removed. -#}
+    features; augmented copies are added to the train split only. Incremental: a build reads and
+    computes tensors only for images that are new or changed (an image keeps its split), and
+    removes the rows of images that left the split. A new label moves the label indices after
+    it, so a change in the label encoding rebuilds the set in full (full_refresh_when). -#}
 {% macro training_rows(split_name, with_augmented=false) -%}
 {%- set this_set = this -%}
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
-    delete_where="size(" ~ this_set ~ ".label_onehot) <> (select count(*) from " ~ ref('labels') ~ ")"
-                 ~ " or not exists (select 1 from " ~ ref('splits') ~ " s join " ~ ref('images_resized')
-                 ~ " r on r.path = s.path join " ~ ref('labels') ~ " l on l.label = s.label"
-                 ~ " where s.split = '" ~ split_name ~ "' and s.path = " ~ this_set ~ ".path"
-                 ~ " and r.content_sha256 = " ~ this_set ~ ".content_sha256"
-                 ~ " and l.label_index = " ~ this_set ~ ".label_index)"
+    delete_where="not exists (select 1 from " ~ ref('splits') ~ " s join " ~ ref('images_resized')
+                 ~ " r on r.path = s.path where s.split = '" ~ split_name ~ "' and s.path = " ~ this_set ~ ".path"
+                 ~ " and r.content_sha256 = " ~ this_set ~ ".content_sha256)",
+    full_refresh_when="exists (select label, label_index, size(label_onehot) from " ~ this_set
+                      ~ " except select label, label_index, count(*) over () from " ~ ref('labels') ~ ")"
 ) }}
 with label_count as (
     select count(*) as n_labels from {{ ref('labels') }}
 ),
 originals as (
     select r.path, r.content_sha256, s.label, 0 as copy_index, r.image, f.color_histogram
-    from {{ ref('images_resized') }} r
+    from {{ new_rows(ref('images_resized')) }} r
     join {{ ref('splits') }} s on s.path = r.path
     join {{ ref('image_features') }} f on f.path = r.path
     where s.split = '{{ split_name }}'
@@ -43,7 +43,7 @@ originals as (
 augmented as (
     select a.path, a.content_sha256, s.label, a.copy_index, a.image,
            color_histogram(a.image, {{ var('histogram_bins') }}) as color_histogram
-    from {{ ref('images_augmented') }} a
+    from {{ new_rows(ref('images_augmented')) }} a
     join {{ ref('splits') }} s on s.path = a.path
 ),
 {%- endif %}
@@ -62,7 +62,6 @@ labelled as (
     {%- if is_incremental() %}
     left anti join {{ this }} t
         on t.path = rows.path and t.copy_index = rows.copy_index and t.content_sha256 = rows.content_sha256
-       and t.label_index = l.label_index and size(t.label_onehot) = c.n_labels
     {%- endif %}
 )
 select

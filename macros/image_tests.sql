@@ -1,10 +1,11 @@
-{#- Reusable data tests for image tables. Each returns the rows that break the rule. -#}
+{#- Reusable data tests for image tables. Each returns the rows that break the rule. Each judges a
+    row on its own, so it reads new_rows(model): after a pass, only rows written since. -#}
 
 {#- Every image in the column has this height, width and number of channels. -#}
 {% test image_shape(model, column_name, height, width, channels=3) %}
 select path, {{ column_name }}.height as height, {{ column_name }}.width as width,
        {{ column_name }}.nChannels as channels
-from {{ model }}
+from {{ new_rows(model) }}
 where {{ column_name }}.height <> {{ height }} or {{ column_name }}.width <> {{ width }}
    or {{ column_name }}.nChannels <> {{ channels }}
    or length({{ column_name }}.data) <> {{ height }} * {{ width }} * {{ channels }}
@@ -13,14 +14,14 @@ where {{ column_name }}.height <> {{ height }} or {{ column_name }}.width <> {{ 
 {#- A float32 tensor holds exactly product(shape) values (4 bytes each). -#}
 {% test tensor_matches_shape(model, column_name, shape_column) %}
 select path, length({{ column_name }}) as n_bytes, {{ shape_column }} as shape
-from {{ model }}
+from {{ new_rows(model) }}
 where length({{ column_name }}) <> 4 * aggregate({{ shape_column }}, 1L, (acc, d) -> acc * d)
 {% endtest %}
 
 {#- Tensor values are finite and within [min_value, max_value] (a NaN fails the check). -#}
 {% test tensor_values_in_range(model, column_name, min_value, max_value) %}
 select path, r.min as min_value, r.max as max_value
-from (select path, tensor_range({{ column_name }}) as r from {{ model }})
+from (select path, tensor_range({{ column_name }}) as r from {{ new_rows(model) }})
 where not (r.min >= {{ min_value }} and r.max <= {{ max_value }})
 {% endtest %}
 

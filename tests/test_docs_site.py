@@ -125,8 +125,9 @@ def test_model_page_shows_columns_types_tests_sql_and_last_run(docs):
     assert "<code>color_histogram</code>" in html and "array&lt;double&gt;" in html
     assert "histogram_bins counts per channel" in html  # the column's description from YAML
     assert 'id="test-unique_image_features_path"' in html
-    assert "{{ ref(&#39;images_resized&#39;) }}" in html  # the SQL as written ...
-    assert re.search(r"from `?images_resized`?", html)  # ... and compiled
+    assert "{{ new_rows(ref(&#39;images_resized&#39;)) }}" in html  # the SQL as written ...
+    # ... and compiled: an incremental build reads the rows it has not seen, through a temporary view
+    assert re.search(r"from `?__new_rows__image_features__images_resized`?", html)
     assert re.search(rf'<dt>Rows</dt><dd>{4 * PER_CLASS} ', html)
     assert '<span class="chip good">ok</span>' in html and "build finished" in html
     assert "The mean over all rows of the <code>color_histogram</code> column" in html

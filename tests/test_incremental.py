@@ -262,3 +262,89 @@ def test_delete_where_that_is_not_sql_names_the_model(spark, tmp_path, capsys):
     assert build_incremental(capsys, root, lo=0, hi=2)[0] == 0
     code, out, _ = build_incremental(capsys, root, lo=0, hi=3)
     assert code != 0 and "delete_where of 'inc'" in out and "no_such_column" in out
+
+
+def test_new_rows_reads_only_the_files_written_since_the_models_last_build(spark, tmp_path, capsys):
+    # `child` appends whatever new_rows() gives it, with no anti-join: a row read twice would show.
+    root = write_project(tmp_path, {
+        "models/base.sql": """
+            {{ config(materialized='incremental', incremental_strategy='append') }}
+            select id, tag from {{ ref('src') }}
+            {% if is_incremental() %} where id > (select max(id) from {{ this }}) {% endif %}
+            """,
+        "models/child.sql": """
+            {{ config(materialized='incremental', incremental_strategy='append') }}
+            select id, tag from {{ new_rows(ref('base')) }}
+            """})
+    assert build_incremental(capsys, root, lo=0, hi=3, tag="a")[0] == 0
+    assert build_incremental(capsys, root, lo=0, hi=5, tag="b")[0] == 0
+    assert table(root, "child") == [(0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b")]
+    catalog = json.loads((root / "target/warehouse/_catalog.json").read_text())
+    assert sorted(catalog["child"]["seen"]["base"]) == sorted(current_files(root, "base"))
+    compiled = (root / "target/compiled/demo/models/child.sql").read_text()
+    assert "__new_rows__child__base" in compiled
+    # A full refresh reads every row again.
+    assert run_cli(capsys, "build", "--project-dir", str(root), "--select", "child", "--full-refresh")[0] == 0
+    assert table(root, "child") == [(0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b")]
+
+
+def test_a_test_reading_new_rows_checks_only_rows_written_since_it_passed(spark, tmp_path, capsys):
+    # The test fails on more than two rows; it sees two at a time unless it must look at all.
+    root = write_project(tmp_path, {
+        "macros/t.sql": """
+            {% test at_most_two_new_rows(model) %}
+            select count(*) as n from {{ new_rows(model) }} having count(*) > 2
+            {% endtest %}""",
+        "models/base.sql": """
+            {{ config(materialized='incremental', incremental_strategy='append') }}
+            select id, tag from {{ ref('src') }}
+            {% if is_incremental() %} where id > (select max(id) from {{ this }}) {% endif %}
+            """,
+        "models/schema.yml": "models:\n  - name: base\n    tests: [at_most_two_new_rows]\n"})
+    assert build_incremental(capsys, root, lo=0, hi=2)[0] == 0
+    assert build_incremental(capsys, root, lo=0, hi=4)[0] == 0
+    assert statuses(root)["at_most_two_new_rows_base"] == "pass"
+    code, out, _ = run_cli(capsys, "test", "--project-dir", str(root), "--full-refresh")
+    assert code == 1 and statuses(root)["at_most_two_new_rows_base"] == "fail"
+    # After a failure nothing is remembered: the next run checks every row again.
+    assert run_cli(capsys, "test", "--project-dir", str(root))[0] == 1
+
+
+def test_new_rows_of_an_image_folder_reads_only_new_or_changed_files(spark, tmp_path, capsys):
+    images = tmp_path / "images" / "a"
+    images.mkdir(parents=True)
+    Image.new("RGB", (4, 4), "red").save(images / "one.png")
+    Image.new("RGB", (4, 4), "blue").save(images / "two.png")
+    root = write_project(tmp_path / "p", {
+        "models/files.sql": """
+            {{ config(materialized='incremental', incremental_strategy='append') }}
+            select relative_path, length(content) as n_bytes from {{ new_rows(source('raw', 'images')) }}
+            """,
+        "models/schema.yml": f"sources:\n  - name: raw\n    tables:\n      - name: images\n"
+                             f"        format: images\n        path: {images.parent}\n"})
+
+    def files():
+        import pyarrow.parquet as pq
+
+        return sorted(r["relative_path"] for r in pq.read_table(root / "target/warehouse/files").to_pylist())
+
+    assert run_cli(capsys, "build", "--project-dir", str(root))[0] == 0
+    assert files() == ["a/one.png", "a/two.png"]
+    Image.new("RGB", (4, 4), "green").save(images / "th[r]ee.png")  # a name that is also a glob
+    assert run_cli(capsys, "build", "--project-dir", str(root))[0] == 0
+    assert files() == ["a/one.png", "a/th[r]ee.png", "a/two.png"]
+    Image.new("RGB", (8, 8), "red").save(images / "one.png")  # changed: new size and time
+    assert run_cli(capsys, "build", "--project-dir", str(root))[0] == 0
+    assert files() == ["a/one.png", "a/one.png", "a/th[r]ee.png", "a/two.png"]
+
+
+def test_full_refresh_when_rebuilds_an_incremental_model_when_its_condition_holds(spark, tmp_path, capsys):
+    root = incremental_project(tmp_path, "incremental_strategy='append', "
+                               "full_refresh_when=\"exists (select 1 from \" ~ ref('src') ~ \" where tag = 'reset')\"")
+    assert build_incremental(capsys, root, lo=0, hi=2, tag="a")[0] == 0
+    assert build_incremental(capsys, root, lo=0, hi=3, tag="b")[0] == 0
+    assert table(root) == [(0, "a"), (1, "a"), (1, "b"), (2, "b")]  # incremental: the condition did not hold
+    assert build_incremental(capsys, root, lo=0, hi=3, tag="reset")[0] == 0
+    assert table(root) == [(0, "reset"), (1, "reset"), (2, "reset")]
+    results = json.loads((root / "target/run_results.json").read_text())["results"]
+    assert "full_refresh_when held" in next(r["message"] for r in results if r["name"] == "inc")

@@ -1,8 +1,9 @@
 -- augment_copies augmented versions of each training image (copy_index 1..K; 0 is the
 -- original in train_set). Every random choice comes from the seed, the path and the copy
 -- index, so a rebuild or a retried Spark task gives the same bytes.
--- Incremental: only training images that are new (or changed) get copies; copies of images
--- that left the training split, or changed, are removed.
+-- Incremental: only training images that are new (or changed) are read and get copies; copies
+-- of images that left the training split, or changed, are removed. An image keeps its split, so
+-- after `--full-refresh` of splits alone, refresh this model too (`--select splits+`).
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
     delete_where=image_is_gone("(select r.path, r.content_sha256 from " ~ ref('images_resized') ~ " r join "
@@ -13,7 +14,7 @@ select
     r.content_sha256,
     cast(c.pos + 1 as int) as copy_index,
     c.image
-from {{ ref('images_resized') }} r
+from {{ new_rows(ref('images_resized')) }} r
 join {{ ref('splits') }} s on s.path = r.path and s.split = 'train'
 {{ only_new_images('r') }}
 lateral view posexplode(

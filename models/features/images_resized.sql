@@ -2,8 +2,8 @@
 -- centre crop), RGB, EXIF orientation applied. Each file is decoded once, here, straight to
 -- the size every later stage uses (JPEG draft decoding); width and height are the original's.
 --
--- Incremental: a build decodes only the files that are new or changed (size, modification time
--- or content hash); the rows of files that were deleted or changed are removed first.
+-- Incremental: a build reads and decodes only the files that are new or changed (size or
+-- modification time); the rows of files that were deleted or changed are removed first.
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
     delete_where="not exists (select 1 from " ~ ref('stg_files') ~ " f where f.path = images_resized.path"
@@ -29,7 +29,7 @@ select
     p.height,
     p.image
 from new_files n
-join {{ source('raw', 'images') }} s on s.path = n.path
+join {{ new_rows(source('raw', 'images')) }} s on s.path = n.path
 -- A generator keeps the filter on p.error above the one call per file (a plain subquery's
 -- filter would be pushed below it and call the function twice).
 lateral view inline(array(

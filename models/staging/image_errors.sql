@@ -1,5 +1,14 @@
 -- One row per file under images_path that could not be used, with the reason: the files that
 -- did not decode into images_resized. Only these files are decoded again, to say why.
+--
+-- Incremental: a build looks only at files that are new or changed; the rows of files that
+-- were deleted or changed since are removed first.
+{{ config(
+    materialized='incremental', unique_key='path', incremental_strategy='merge',
+    delete_where="not exists (select 1 from " ~ ref('stg_files') ~ " f where f.path = image_errors.path"
+                 ~ " and f.content_sha256 = image_errors.content_sha256"
+                 ~ " and f.modified_at = image_errors.modified_at)"
+) }}
 select
     f.path,
     f.relative_path,
@@ -10,4 +19,8 @@ select
     image_error(s.content, s.path) as reason
 from {{ ref('stg_files') }} f
 left anti join {{ ref('images_resized') }} i on i.path = f.path and i.content_sha256 = f.content_sha256
-join {{ source('raw', 'images') }} s on s.path = f.path
+join {{ new_rows(source('raw', 'images')) }} s on s.path = f.path
+{%- if is_incremental() %}
+left anti join {{ this }} t
+    on t.path = f.path and t.content_sha256 = f.content_sha256 and t.modified_at = f.modified_at
+{%- endif %}

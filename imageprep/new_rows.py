@@ -1,0 +1,87 @@
+"""`new_rows(relation)`: the rows of a table that a node has not read before.
+
+    select ... from {{ new_rows(ref('images_resized')) }} r     -- in an incremental model
+    select ... from {{ new_rows(model) }} where ...              -- in a row-by-row data test
+
+Tables only ever gain Parquet files: a build writes its new rows to new files and hard-links
+the files it keeps (same names) into the table's next version. So the rows a node has not read
+are those of the files it has not seen. The runner remembers, per node, the files of each table
+it read through new_rows(): an incremental model in its catalog entry, a data test beside its
+last pass. A node with nothing remembered (a first build, --full-refresh, a model or test whose
+logic changed, a test that did not pass) reads every row.
+
+The rows may include some the node has seen: a file rewritten because some of its rows were
+deleted holds the others too. An incremental model keeps its anti-join on {{ this }} for them;
+a row-by-row test checks them again, which is harmless.
+
+A folder of images (a source with `format: images`) is one row per file: its new rows are the
+files whose (path, size, modification time) the node has not seen, and Spark opens no other.
+Any other relation that is not a table of the warehouse (a view, another source, an ephemeral
+model) is read whole.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from .incremental import data_files
+from .sources import read_image_folder
+
+
+def view_name(node_name: str, relation: str) -> str:
+    """The temporary view a node's SQL reads for new_rows(relation), one per node (nodes may run together)."""
+    return f"__new_rows__{node_name}__{relation}"
+
+
+def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
+             sources: dict | None = None) -> dict[str, list[str]]:
+    """Register the node's new_rows views; return the files of each relation as they are now, which
+    the node remembers once it succeeds. `seen_before`: the files it remembered (None: read every
+    row). `sources`: the project's sources by relation name."""
+    now: dict[str, list[str]] = {}
+    for relation in getattr(node, "new_rows_of", []):
+        name = view_name(node.name, relation)
+        seen = None if seen_before is None else seen_before.get(relation)
+        source = (sources or {}).get(relation)
+        if source is not None and source.format == "images":
+            listed: list[str] = []
+
+            def unseen(entry, seen=set(seen) if seen is not None else None, listed=listed) -> bool:
+                listed.append(_file_key(entry))
+                return seen is None or listed[-1] not in seen
+
+            read_image_folder(spark, source, only=unseen).createOrReplaceTempView(name)
+            now[relation] = listed
+            continue
+        folder = warehouse.current_version_folder(relation)
+        if folder is None:
+            spark.sql(f"SELECT * FROM {relation}").createOrReplaceTempView(name)
+            continue
+        files = [str(f) for f in data_files(folder)]
+        now[relation] = files
+        # The table's view (registered when it was built) knows its schema: no footer is read.
+        whole = spark.table(relation) if spark.catalog.tableExists(relation) else spark.read.parquet(str(folder))
+        if seen is None:
+            frame = whole
+        else:
+            seen_files = set(seen)
+            unseen = [f for f in files if f not in seen_files]
+            if unseen:
+                # basePath keeps the partition columns of files read one by one.
+                frame = (spark.read.schema(whole.schema).option("basePath", str(folder))
+                         .parquet(*[str(folder / f) for f in unseen]))
+            else:
+                frame = whole.where("false")
+        frame.createOrReplaceTempView(name)
+    return now
+
+
+def _file_key(entry) -> str:
+    """A short digest of a listed file's (uri, size, modification time): what tells it has changed."""
+    uri, size, modified = entry
+    return hashlib.blake2b(f"{uri}|{size}|{modified.timestamp()}".encode(), digest_size=8).hexdigest()
+
+
+def drop(spark, node) -> None:
+    """Remove the node's views once it ran: they are not tables of the project."""
+    for relation in getattr(node, "new_rows_of", []):
+        spark.catalog.dropTempView(view_name(node.name, relation))
