@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .warehouse import Warehouse
@@ -16,7 +17,12 @@ def register_relation(spark, name: str, entry: dict, warehouse: Warehouse) -> No
     if entry["kind"] == "table":
         # The resolved version folder, not the symlink: a build switching the link mid-query
         # must not change the files under a running reader.
-        spark.read.parquet(str(warehouse.root / entry["version"])).createOrReplaceTempView(name)
+        reader = spark.read
+        if entry.get("schema"):  # known from the build: no Parquet footer is read to infer it
+            from pyspark.sql.types import StructType
+
+            reader = reader.schema(StructType.fromJson(json.loads(entry["schema"])))
+        reader.parquet(str(warehouse.root / entry["version"])).createOrReplaceTempView(name)
     elif entry["kind"] == "view":
         spark.sql(f"CREATE OR REPLACE TEMP VIEW `{name}` AS {entry['sql']}")
 

@@ -111,12 +111,15 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     """Write the next version of an incremental model's existing table."""
     from pyspark.sql import functions as F
 
-    from .materialize import Written
+    from .materialize import publish_written
 
     strategy = strategy_of(model)
     current = warehouse.current_version_folder(model.name)
     partition_by = _as_list(model.config.get("partition_by"))
-    old = spark.read.parquet(str(current))
+    reader = spark.read
+    if spark.catalog.tableExists(model.name):  # its view, registered from the catalog, knows the schema
+        reader = reader.schema(spark.table(model.name).schema)
+    old = reader.parquet(str(current))
     new_rows, rewritten_old = plan_schema(model, old, spark.sql(sql))
     keep: list[Path] = []
     cached: list = []
@@ -159,17 +162,13 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(str(version))
-        rows = spark.read.parquet(str(version)).count()
     except BaseException:
         warehouse.discard(str(version))
         raise
     finally:
         for frame in cached:
             frame.unpersist()
-    warehouse.publish_table(model.name, str(version), rows=rows, fingerprint=fingerprint, logic=logic,
-                            **({"seen": seen} if seen else {}))
-    spark.read.parquet(str(version)).createOrReplaceTempView(model.name)
-    return Written(rows, str(version))
+    return publish_written(spark, warehouse, model.name, version, fingerprint=fingerprint, logic=logic, seen=seen)
 
 
 def _tag_rows(frame):

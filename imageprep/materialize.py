@@ -54,14 +54,25 @@ def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: lis
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(version)
-        rows = spark.read.parquet(version).count()  # from Parquet footers: no data is re-read
     except BaseException:
         warehouse.discard(version)
         raise
-    warehouse.publish_table(name, version, rows=rows, fingerprint=fingerprint, logic=logic,
+    return publish_written(spark, warehouse, name, version, fingerprint=fingerprint, logic=logic, seen=seen)
+
+
+def publish_written(spark, warehouse: Warehouse, name: str, version, seen=None, **meta) -> Written:
+    """Make a fully written version the current table and register it by name. Its schema goes into
+    the catalog, so later sessions register the table without reading a Parquet footer."""
+    try:
+        table = spark.read.parquet(str(version))
+        rows = table.count()  # from Parquet footers: no data is re-read
+    except BaseException:
+        warehouse.discard(str(version))
+        raise
+    warehouse.publish_table(name, str(version), rows=rows, schema=table.schema.json(), **meta,
                             **({"seen": seen} if seen else {}))
-    spark.read.parquet(version).createOrReplaceTempView(name)
-    return Written(rows, version)
+    table.createOrReplaceTempView(name)
+    return Written(rows, str(version))
 
 
 def load_seed(spark, seed: Seed, project_root, warehouse: Warehouse, fingerprint: str | None = None) -> Written:

@@ -39,7 +39,11 @@ LOCAL_DEFAULTS = {
     # (G1 allocates every array over half a region, e.g. a 600 kB tensor, out of band).
     # Bytecode verification stays on: the class data sharing archive below already saves
     # verifying Spark's classes again at each start.
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseParallelGC -XX:NewRatio=7 "
+    # C1 alone gets a 48 MB code cache by default, which a build of the example project fills with
+    # Spark's generated code: the JIT then stops and a query can fail ("Out of space in CodeCache
+    # for method handle intrinsic"). The cache is reserved address space, committed as it fills.
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m "
+                                     "-XX:+UseParallelGC -XX:NewRatio=7 "
                                      f"-Dlog4j.configurationFile={LOG4J_CONFIG}",
     # Partitions of about 16 MB of file bytes. Spark counts each file as at least
     # openCostInBytes (default 4 MB): with 50 kB images that made 4 files per task, 500 tasks

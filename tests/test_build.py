@@ -183,6 +183,10 @@ def test_python_helper_session_has_tables_and_functions(shop):
     spark = project_session(root)
     rows = spark.sql("select count(*) as n, max(hamming(1, 7)) as h from customers").first()
     assert rows.n == 5 and rows.h == 2
+    # The catalog keeps each table's schema, so a session registers it without reading a footer.
+    entry = json.loads((root / "target/warehouse/_catalog.json").read_text())["customers"]
+    written = spark.read.parquet(str(root / "target/warehouse" / entry["version"])).schema
+    assert entry["schema"] == written.json() == spark.table("customers").schema.json()
 
 
 def test_threads_run_independent_models_together_with_deterministic_output(spark, tmp_path, capsys):
