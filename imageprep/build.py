@@ -131,22 +131,23 @@ def _run_node(ex: Execution, node) -> NodeResult:
                         materialized=node.materialized, compiled_path=shown_sql if sql else None)
     ex.spark.sparkContext.setJobDescription(f"{node.resource_type} {node.name}")
     fingerprint = ex.fingerprints.get(node.unique_id)
-    if _unchanged(ex, node, fingerprint):
+    built = ex.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
+    if _unchanged(ex, node, fingerprint, built):
         result.status = UNCHANGED
-        result.rows = (ex.warehouse.catalog().get(node.name) or {}).get("rows")
+        result.rows = built.get("rows")
         result.message = "unchanged since the last build (use --full-refresh to rebuild)"
         return result
     logic = ex.logic_prints.get(node.unique_id)
     try:
         _register_sources(ex, node)
-        files_now = new_rows.register(ex.spark, ex.warehouse, node, _seen_before(ex, node, logic),
+        files_now = new_rows.register(ex.spark, ex.warehouse, node, _seen_before(ex, node, logic, built),
                                       sources={s.relation: s for s in ex.project.sources.values()})
         if node.resource_type == SEED:
             written = load_seed(ex.spark, node, ex.project.root, ex.warehouse, fingerprint)
             result.rows = written.rows
         elif node.resource_type == MODEL:
             incremental = node.name in ex.incremental_models
-            if incremental and logic != (ex.warehouse.catalog().get(node.name) or {}).get("logic"):
+            if incremental and logic != built.get("logic"):
                 # What the model computes changed (its SQL, a var, a macro, a function's code): the
                 # rows it holds were made the old way, so it is rebuilt from scratch.
                 incremental, sql = False, ex.baseline_sql.get(node.unique_id, sql)
@@ -185,7 +186,7 @@ def _run_node(ex: Execution, node) -> NodeResult:
 UNCHANGED = "skipped: unchanged"
 
 
-def _unchanged(ex: Execution, node, fingerprint: str | None) -> bool:
+def _unchanged(ex: Execution, node, fingerprint: str | None, built: dict) -> bool:
     """True when the node's stored result was made from exactly the same inputs."""
     if ex.full_refresh or not fingerprint:
         return False
@@ -193,18 +194,16 @@ def _unchanged(ex: Execution, node, fingerprint: str | None) -> bool:
         return ex.test_state is not None and ex.test_state.passed_with(node.unique_id, fingerprint)
     if node.resource_type == MODEL and node.materialized == "ephemeral":
         return False
-    entry = ex.warehouse.catalog().get(node.name)
-    return entry is not None and entry.get("fingerprint") == fingerprint
+    return built.get("fingerprint") == fingerprint
 
 
-def _seen_before(ex: Execution, node, logic: str | None) -> dict[str, list[str]] | None:
+def _seen_before(ex: Execution, node, logic: str | None, built: dict) -> dict[str, list[str]] | None:
     """The files of each table the node read through new_rows() when it last ran the same way."""
     if ex.full_refresh or not node.new_rows_of:
         return None
     if node.resource_type == TEST:
         return ex.test_state.seen_when_passed(node.unique_id, logic) if ex.test_state is not None else None
-    entry = ex.warehouse.catalog().get(node.name) or {}
-    return entry.get("seen") if entry.get("logic") == logic else None
+    return built.get("seen") if built.get("logic") == logic else None
 
 
 def _full_refresh_wanted(spark, model) -> bool:

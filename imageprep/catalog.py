@@ -17,14 +17,20 @@ def register_relation(spark, name: str, entry: dict, warehouse: Warehouse) -> No
     if entry["kind"] == "table":
         # The resolved version folder, not the symlink: a build switching the link mid-query
         # must not change the files under a running reader.
-        reader = spark.read
-        if entry.get("schema"):  # known from the build: no Parquet footer is read to infer it
-            from pyspark.sql.types import StructType
-
-            reader = reader.schema(StructType.fromJson(json.loads(entry["schema"])))
-        reader.parquet(str(warehouse.root / entry["version"])).createOrReplaceTempView(name)
+        read_table(spark, warehouse, entry).createOrReplaceTempView(name)
     elif entry["kind"] == "view":
         spark.sql(f"CREATE OR REPLACE TEMP VIEW `{name}` AS {entry['sql']}")
+
+
+def read_table(spark, warehouse: Warehouse, entry: dict):
+    """A table's version as the catalog entry names it, with the schema the build kept in the
+    entry, so no Parquet footer is read to infer it (entries from older builds have none)."""
+    reader = spark.read
+    if entry.get("schema"):
+        from pyspark.sql.types import StructType
+
+        reader = reader.schema(StructType.fromJson(json.loads(entry["schema"])))
+    return reader.parquet(str(warehouse.root / entry["version"]))
 
 
 def register_warehouse(spark, warehouse: Warehouse) -> list[str]:

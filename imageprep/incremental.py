@@ -111,15 +111,13 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     """Write the next version of an incremental model's existing table."""
     from pyspark.sql import functions as F
 
+    from .catalog import read_table
     from .materialize import publish_written
 
     strategy = strategy_of(model)
     current = warehouse.current_version_folder(model.name)
     partition_by = _as_list(model.config.get("partition_by"))
-    reader = spark.read
-    if spark.catalog.tableExists(model.name):  # its view, registered from the catalog, knows the schema
-        reader = reader.schema(spark.table(model.name).schema)
-    old = reader.parquet(str(current))
+    old = read_table(spark, warehouse, warehouse.catalog()[model.name])
     new_rows, rewritten_old = plan_schema(model, old, spark.sql(sql))
     keep: list[Path] = []
     cached: list = []

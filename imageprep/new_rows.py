@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 
+from .catalog import read_table
 from .incremental import data_files
 from .sources import read_image_folder
 
@@ -38,7 +39,7 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
     the node remembers once it succeeds. `seen_before`: the files it remembered (None: read every
     row). `sources`: the project's sources by relation name."""
     now: dict[str, list[str]] = {}
-    for relation in getattr(node, "new_rows_of", []):
+    for relation in node.new_rows_of:
         name = view_name(node.name, relation)
         seen = None if seen_before is None else seen_before.get(relation)
         source = (sources or {}).get(relation)
@@ -52,14 +53,14 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
             read_image_folder(spark, source, only=unseen).createOrReplaceTempView(name)
             now[relation] = listed
             continue
-        folder = warehouse.current_version_folder(relation)
-        if folder is None:
+        entry = warehouse.catalog().get(relation)
+        if entry is None or entry.get("kind") != "table":
             spark.sql(f"SELECT * FROM {relation}").createOrReplaceTempView(name)
             continue
+        folder = warehouse.root / entry["version"]
         files = [str(f) for f in data_files(folder)]
         now[relation] = files
-        # The table's view (registered when it was built) knows its schema: no footer is read.
-        whole = spark.table(relation) if spark.catalog.tableExists(relation) else spark.read.parquet(str(folder))
+        whole = read_table(spark, warehouse, entry)
         if seen is None:
             frame = whole
         else:
@@ -83,5 +84,5 @@ def _file_key(entry) -> str:
 
 def drop(spark, node) -> None:
     """Remove the node's views once it ran: they are not tables of the project."""
-    for relation in getattr(node, "new_rows_of", []):
+    for relation in node.new_rows_of:
         spark.catalog.dropTempView(view_name(node.name, relation))

@@ -168,7 +168,7 @@ class Renderer:
             # (and the logic fingerprint) reads the relation itself, and remembers its files.
             if phase in ("parse", "baseline"):
                 return relation
-            record.setdefault("new_rows", []).append(str(relation))
+            record["new_rows"].append(str(relation))
             if node.resource_type == TEST or self._is_incremental(node, record, phase):
                 return new_rows_view(node.name, str(relation))
             return relation
@@ -189,7 +189,7 @@ class Renderer:
 
     # -- Public -------------------------------------------------------------------------------------
     def render_model(self, model: Model, phase: str) -> str:
-        record = {"refs": [], "sources": [], "config": {}, "vars": {}}
+        record = _new_record()
         used_macros: list[str] = []
         sql = self._render(model.path, model.raw_sql, self._context(model, phase, record), used_macros)
         if phase == "parse":
@@ -201,7 +201,7 @@ class Renderer:
             model.refs = list(dict.fromkeys(record["refs"]))
             model.sources = list(dict.fromkeys(record["sources"]))
         if phase == "compile":
-            model.new_rows_of = list(dict.fromkeys(record.get("new_rows", [])))
+            model.new_rows_of = list(dict.fromkeys(record["new_rows"]))
         model.used_vars = dict(sorted(record["vars"].items()))
         model.used_macros = sorted(set(used_macros))
         return sql
@@ -224,7 +224,7 @@ class Renderer:
     def render_sources(self) -> None:
         """Source paths and options in YAML may use var(), e.g. path: "{{ var('images_path') }}"."""
         for source in self.project.sources.values():
-            record = {"refs": [], "sources": [], "config": {}, "vars": {}}
+            record = _new_record()
             context = self._context(source, "compile", record)
 
             def render_value(value):
@@ -287,13 +287,13 @@ class Renderer:
         for declared in self.project.declared_tests:
             tests.append(self._generic_test(declared, used_ids))
         for test in self.project.singular_tests:
-            record = {"refs": [], "sources": [], "config": {}, "vars": {}}
+            record = _new_record()
             used: list[str] = []
             context = self._context(test, "compile", record)
             test.compiled_sql = self._render(test.path, test.raw_sql, context, used).strip()
             test.config.update(record["config"])
             test.refs = list(dict.fromkeys(record["refs"]))
-            test.new_rows_of = list(dict.fromkeys(record.get("new_rows", [])))
+            test.new_rows_of = list(dict.fromkeys(record["new_rows"]))
             test.depends_on = self._dependency_ids(test.refs, record["sources"])
             test.attached_to = test.depends_on[0] if len(test.depends_on) == 1 else None
             tests.append(test)
@@ -335,7 +335,7 @@ class Renderer:
         test = DataTest(unique_id=unique_id, name=unique_name, resource_type=TEST, path=shown,
                         config={"severity": "error", **config}, test_name=test_name,
                         attached_to=owner.unique_id, column_name=column, kwargs=args)
-        record = {"refs": [], "sources": [], "config": {}, "vars": {}}
+        record = _new_record()
         context = self._context(test, "compile", record)
         relation = owner.relation if owner.resource_type == "source" else self._relation(owner)
         rendered_args = {k: self._render_arg(v, context) for k, v in args.items()}
@@ -346,7 +346,7 @@ class Renderer:
             sql = f"SELECT * FROM ({_strip_semicolon(sql)}) AS t WHERE {config['where']}"
         test.compiled_sql = sql.strip()
         test.refs = list(dict.fromkeys(record["refs"]))
-        test.new_rows_of = list(dict.fromkeys(record.get("new_rows", [])))
+        test.new_rows_of = list(dict.fromkeys(record["new_rows"]))
         deps = [owner.unique_id] + self._dependency_ids(test.refs, record["sources"])
         test.depends_on = list(dict.fromkeys(deps))
         return test
@@ -430,6 +430,11 @@ def _tracking(macro: Callable, name: str, used: list[str]) -> Callable:
 
     call.__name__ = name
     return call
+
+
+def _new_record() -> dict:
+    """What rendering one node notes down: the refs, sources, config, vars and new_rows() it used."""
+    return {"refs": [], "sources": [], "config": {}, "vars": {}, "new_rows": []}
 
 
 def _strip_semicolon(sql: str) -> str:
