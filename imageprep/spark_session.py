@@ -116,6 +116,8 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
     # spark-warehouse/ folder wherever the command was run.
     conf["spark.sql.warehouse.dir"] = os.path.join(tempfile.gettempdir(), "spark-image-data", "spark-warehouse")
     conf.update({k: str(v) for k, v in (settings or {}).items()})
+    if master.startswith("local"):
+        _start_workers_on_compiled_pyspark(conf)
     _python_for_executors(conf.get("spark.pyspark.python"))
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in conf.items():
@@ -130,6 +132,20 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
 
         udfs.register_all(spark)
     return spark
+
+
+def _start_workers_on_compiled_pyspark(conf: dict) -> None:
+    """Start the Python workers on the installed pyspark's compiled modules.
+
+    See `imageprep/python_daemon/image_data_daemon.py`: otherwise each worker compiles pyspark
+    from Spark's zip, about 1 CPU second per worker at the start of every command. A daemon
+    module of the project's own is left alone; a PYTHONPATH of its own keeps its entries."""
+    if "spark.python.daemon.module" in conf:
+        return
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_daemon")
+    conf["spark.python.daemon.module"] = "image_data_daemon"
+    user_path = conf.get("spark.executorEnv.PYTHONPATH")
+    conf["spark.executorEnv.PYTHONPATH"] = folder + (os.pathsep + user_path if user_path else "")
 
 
 # --------------------------------------------------------------------------- class data sharing
