@@ -203,7 +203,7 @@ def _seen_before(ex: Execution, node, logic: str | None, built: dict) -> dict[st
         return None
     if node.resource_type == TEST:
         return ex.test_state.seen_when_passed(node.unique_id, logic) if ex.test_state is not None else None
-    return built.get("seen") if built.get("logic") == logic else None
+    return ex.warehouse.seen_by(built) if built.get("logic") == logic else None
 
 
 def _full_refresh_wanted(spark, model) -> bool:

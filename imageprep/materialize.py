@@ -69,8 +69,7 @@ def publish_written(spark, warehouse: Warehouse, name: str, version, seen=None, 
     except BaseException:
         warehouse.discard(str(version))
         raise
-    warehouse.publish_table(name, str(version), rows=rows, schema=table.schema.json(), **meta,
-                            **({"seen": seen} if seen else {}))
+    warehouse.publish_table(name, str(version), rows=rows, schema=table.schema.json(), seen=seen, **meta)
     table.createOrReplaceTempView(name)
     return Written(rows, str(version))
 

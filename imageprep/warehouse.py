@@ -32,6 +32,7 @@ from typing import Any, Iterator
 
 CATALOG_FILE = "_catalog.json"
 VERSIONS_DIR = "_versions"
+SEEN_FILE = "_seen.json"  # in a version folder: the files its model read through new_rows()
 KEEP_VERSIONS = 2  # the current one and the one before, which a running reader may still read
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -117,13 +118,30 @@ class Warehouse:
         entry = self.catalog().get(name)
         return self.root / entry["version"] if entry and entry.get("kind") == "table" else None
 
-    def publish_table(self, name: str, version_path: str, **meta: Any) -> None:
-        """Make a fully written version the current one, then drop versions no reader needs."""
+    def publish_table(self, name: str, version_path: str, seen: dict[str, list[str]] | None = None,
+                      **meta: Any) -> None:
+        """Make a fully written version the current one, then drop versions no reader needs.
+
+        `seen`: the files the model read through new_rows(), per relation. It grows with the data
+        (one key per image file), and the catalog is read and rewritten at every publish, so it is
+        kept in the version folder (Spark's readers skip names starting with `_`); the catalog
+        only names the file."""
         version = self._relative(version_path)
+        if seen:
+            (self.root / version / SEEN_FILE).write_text(json.dumps(seen, sort_keys=True), encoding="utf-8")
+            meta["seen"] = SEEN_FILE
         if self.is_local:
             self._switch_link(name, Path(version))
         self._update(name, {"kind": "table", "version": version, **meta})
         self._clean_versions(name, keep=self.root / version)
+
+    def seen_by(self, entry: dict[str, Any]) -> dict[str, list[str]] | None:
+        """The files a table's model had read through new_rows() when it wrote the current version."""
+        seen = entry.get("seen")
+        if isinstance(seen, str):
+            path = self.root / entry["version"] / seen
+            return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        return seen  # a catalog from before the list moved into the version folder
 
     def publish_view(self, name: str, sql: str, **meta: Any) -> None:
         self._remove_link(name)
