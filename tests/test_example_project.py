@@ -189,6 +189,20 @@ def test_rebuilding_gives_identical_tables(spark, tmp_path):
         assert rows_of(after) == rows_of(before), table
 
 
+def test_splits_do_not_depend_on_where_the_project_is(spark, tmp_path):
+    """The same files and seed give the same splits in any folder: the draw hashes each group's
+    path below images_path, not the absolute path."""
+    splits = []
+    for folder in ("a", "elsewhere/b"):
+        project = copy_example(tmp_path / folder)
+        assert main(["run", "--project-dir", str(project), "--select", "+splits", "--vars", json.dumps(SMALL)]) == 0
+        table = read(project, "splits")
+        splits.append(sorted((path.split("/data/images/", 1)[1], split)
+                             for path, split in zip(table["path"], table["split"])))
+    assert splits[0] == splits[1]
+    assert {split for _, split in splits[0]} == {"train", "val", "test"}
+
+
 def rows_of(table: dict) -> list[str]:
     """Every row, bytes included, in a canonical order: equal lists mean equal tables."""
     columns = sorted(table)

@@ -22,12 +22,15 @@ with images as (
     {%- endif %}
 ),
 group_sizes as (
-    select group_id, min(label) as label, count(*) as n_images,
+    select i.group_id, min(i.label) as label, count(*) as n_images,
            -- the split of the group's first image that has one, if any has
-           min_by(kept_split, if(kept_split is null, 1, 0) || path) as kept_split,
-           xxhash64(cast({{ var('seed') }} as string), group_id) as draw
-    from images
-    group by group_id
+           min_by(i.kept_split, if(i.kept_split is null, 1, 0) || i.path) as kept_split,
+           -- drawn on the path below images_path, so the same files get the same splits
+           -- wherever the project and its images are
+           xxhash64(cast({{ var('seed') }} as string), min(f.relative_path)) as draw
+    from images i
+    join {{ ref('stg_files') }} f on f.path = i.group_id
+    group by i.group_id
 ),
 label_targets as (
     -- how many more images each split needs for its share of the label
