@@ -39,6 +39,7 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
     the node remembers once it succeeds. `seen_before`: the files it remembered (None: read every
     row). `sources`: the project's sources by relation name."""
     now: dict[str, list[str]] = {}
+    catalog = warehouse.catalog()
     for relation in node.new_rows_of:
         name = view_name(node.name, relation)
         seen = None if seen_before is None else seen_before.get(relation)
@@ -53,7 +54,7 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
             read_image_folder(spark, source, only=unseen).createOrReplaceTempView(name)
             now[relation] = listed
             continue
-        entry = warehouse.catalog().get(relation)
+        entry = catalog.get(relation)
         if entry is None or entry.get("kind") != "table":
             spark.sql(f"SELECT * FROM {relation}").createOrReplaceTempView(name)
             continue
