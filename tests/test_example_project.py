@@ -5,6 +5,7 @@ Each build runs in a copy of the project in a temporary folder, on the test run'
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -189,18 +190,24 @@ def test_rebuilding_gives_identical_tables(spark, tmp_path):
         assert rows_of(after) == rows_of(before), table
 
 
-def test_splits_do_not_depend_on_where_the_project_is(spark, tmp_path):
-    """The same files and seed give the same splits in any folder: the draw hashes each group's
-    path below images_path, not the absolute path."""
-    splits = []
+def test_splits_and_augmented_copies_do_not_depend_on_where_the_project_is(spark, tmp_path):
+    """The same files and seed give the same splits and the same augmented copies in any folder:
+    both are keyed on each image's path below images_path, not on the absolute path."""
+    splits, copies = [], []
     for folder in ("a", "elsewhere/b"):
         project = copy_example(tmp_path / folder)
-        assert main(["run", "--project-dir", str(project), "--select", "+splits", "--vars", json.dumps(SMALL)]) == 0
+        assert main(["run", "--project-dir", str(project), "--select", "+images_augmented",
+                     "--vars", json.dumps(SMALL)]) == 0
         table = read(project, "splits")
         splits.append(sorted((path.split("/data/images/", 1)[1], split)
                              for path, split in zip(table["path"], table["split"])))
+        table = read(project, "images_augmented")
+        copies.append(sorted((path.split("/data/images/", 1)[1], index, hashlib.sha256(image["data"]).hexdigest())
+                             for path, index, image in zip(table["path"], table["copy_index"], table["image"])))
     assert splits[0] == splits[1]
     assert {split for _, split in splits[0]} == {"train", "val", "test"}
+    assert copies[0] == copies[1]
+    assert len(copies[0]) == sum(split == "train" for _, split in splits[0])  # augment_copies is 1 in SMALL
 
 
 def rows_of(table: dict) -> list[str]:

@@ -327,21 +327,24 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
     ),
     FunctionSpec(
         "augment",
-        (Param("image", IMAGE), Param("ops", "STRING"), Param("seed", "BIGINT"), Param("copy_index", "INT", "0")),
+        (Param("image", IMAGE), Param("ops", "STRING"), Param("seed", "BIGINT"), Param("copy_index", "INT", "0"),
+         Param("identity", "STRING", "NULL")),
         IMAGE,
         "A randomly augmented copy of the image, `ops` a spec such as 'hflip(p=0.5); rotate(15); "
         "brightness(0.2); random_resized_crop(224)' (see docs: hflip, vflip, rotate, brightness, contrast, "
-        "saturation, random_resized_crop, gaussian_noise). Every random choice is seeded from the image's "
-        "`origin`, `seed` and `copy_index`, so reruns, task retries and repartitioning give identical bytes. "
-        "A bad spec fails the query with a message naming the valid ops.",
+        "saturation, random_resized_crop, gaussian_noise). Every random choice is seeded from `identity` "
+        "(NULL: the image's `origin`), `seed` and `copy_index`, so reruns, task retries and repartitioning "
+        "give identical bytes. Give a path below the images folder as `identity` to get the same copies "
+        "wherever the folder is. A bad spec fails the query with a message naming the valid ops.",
         "SELECT augment(image, 'hflip; rotate(10)', 42) AS image FROM images",
         ("udfs.kernels.augment", "udfs.kernels.features"), "augment",
     ),
     FunctionSpec(
         "augment_copies",
-        (Param("image", IMAGE), Param("ops", "STRING"), Param("seed", "BIGINT"), Param("k", "INT")),
+        (Param("image", IMAGE), Param("ops", "STRING"), Param("seed", "BIGINT"), Param("k", "INT"),
+         Param("identity", "STRING", "NULL")),
         f"ARRAY<{IMAGE}>",
-        "`k` augmented copies, equal to `augment(image, ops, seed, i)` for i = 0 .. k-1. Turn them into rows "
+        "`k` augmented copies, equal to `augment(image, ops, seed, i, identity)` for i = 0 .. k-1. Turn them into rows "
         "with `posexplode`, which also gives the copy index.",
         "SELECT path, copy_index, copy FROM images "
         "LATERAL VIEW posexplode(augment_copies(image, 'hflip; rotate(10)', 42, 4)) c AS copy_index, copy",

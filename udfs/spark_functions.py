@@ -319,35 +319,48 @@ def phash(image: pa.Array) -> pa.Array:
 # --------------------------------------------------------------------------- augmentation
 
 
-def augment(image: pa.Array, ops: pa.Array, seed: pa.Array, copy_index: pa.Array = 0) -> pa.Array:
-    """``augment(image, ops, seed, copy_index)``: one augmented copy, seeded by (origin, seed, copy_index)."""
+def augment(image: pa.Array, ops: pa.Array, seed: pa.Array, copy_index: pa.Array = 0,
+            identity: pa.Array = None) -> pa.Array:
+    """``augment(image, ops, seed, copy_index, identity)``: one augmented copy, seeded by
+    (identity or the image's origin, seed, copy_index)."""
     n = len(image)
     parsed = per_row(ops, n, augment_kernel.parse_ops)
     seeds = per_row(seed, n, _require("seed"))
     indices = per_row(copy_index, n, _require("copy_index"))
-    origins = image_struct.origins(image)
-    return _map_images(image, lambda px, i: augment_kernel.augment(
-        px, parsed[i], seeds[i], origins[i] or "", indices[i]))
+    keys = _augment_keys(image, identity, n)
+    return _map_images(image, lambda px, i: augment_kernel.augment(px, parsed[i], seeds[i], keys[i], indices[i]))
 
 
-def augment_copies(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array) -> pa.Array:
-    """``augment_copies(image, ops, seed, k)``: ``array<image>`` of copies 0..k-1, as ``augment`` gives them."""
+def augment_copies(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array,
+                   identity: pa.Array = None) -> pa.Array:
+    """``augment_copies(image, ops, seed, k, identity)``: ``array<image>`` of copies 0..k-1, as ``augment`` gives them."""
     n = len(image)
     parsed = per_row(ops, n, augment_kernel.parse_ops)
     seeds = per_row(seed, n, _require("seed"))
     counts = per_row(k, n, _check_copies)
     origins = image_struct.origins(image)
+    keys = _augment_keys(image, identity, n)
     flat, flat_origins, offsets = [], [], [0]
     pixels = image_struct.to_numpy(image)
     for i, px in enumerate(pixels):
         if px is not None:
             for j in range(counts[i]):
-                flat.append(augment_kernel.augment(px, parsed[i], seeds[i], origins[i] or "", j))
+                flat.append(augment_kernel.augment(px, parsed[i], seeds[i], keys[i], j))
                 flat_origins.append(origins[i])
         offsets.append(len(flat))
     values = image_struct.from_numpy(flat, flat_origins)
     mask = pa.array([px is None for px in pixels], pa.bool_())
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+
+
+def _augment_keys(image: pa.Array, identity, n: int) -> list[str]:
+    """What each row's random choices are keyed on: ``identity`` where given, else the image's origin.
+
+    The origin is where the file is, so copies keyed on it change when the images folder moves;
+    a path below the folder (``stg_files.relative_path``) keeps them.
+    """
+    origins = image_struct.origins(image)
+    return [key if key is not None else (origin or "") for key, origin in zip(per_row(identity, n), origins)]
 
 
 def _check_copies(k):

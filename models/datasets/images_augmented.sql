@@ -1,6 +1,7 @@
 -- augment_copies augmented versions of each training image (copy_index 1..K; 0 is the
--- original in train_set). Every random choice comes from the seed, the path and the copy
--- index, so a rebuild or a retried Spark task gives the same bytes.
+-- original in train_set). Every random choice comes from the seed, the path below images_path
+-- and the copy index, so a rebuild or a retried Spark task gives the same bytes, and so does
+-- the same set of images in another folder.
 -- Incremental: only training images that are new (or changed) are read and get copies; copies
 -- of images that left the training split, or changed, are removed. An image keeps its split, so
 -- after `--full-refresh` of splits alone, refresh this model too (`--select splits+`).
@@ -16,7 +17,9 @@ select
     c.image
 from {{ new_rows(ref('images_resized')) }} r
 join {{ ref('splits') }} s on s.path = r.path and s.split = 'train'
+join {{ ref('stg_files') }} f on f.path = r.path
 {{ only_new_images('r') }}
 lateral view posexplode(
-    augment_copies(r.image, '{{ var("augment_ops") }}', {{ var('seed') }}, {{ var('augment_copies') }})
+    augment_copies(r.image, '{{ var("augment_ops") }}', {{ var('seed') }}, {{ var('augment_copies') }},
+                   f.relative_path)
 ) c as pos, image

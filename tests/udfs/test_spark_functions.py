@@ -264,6 +264,26 @@ def test_augment_is_identical_across_partitionings_and_equals_the_kernel(views, 
     assert (exploded["n"], exploded["last"]) == (8, 1)
 
 
+def test_augment_identity_replaces_the_origin_as_the_key_of_the_random_choices(views, image_dir):
+    """An identity (e.g. the path below the images folder) keys the copies instead of the origin, so
+    the same image gives the same copies wherever its file is; NULL falls back to the origin."""
+    ops = "hflip(p=0.5); rotate(30); gaussian_noise(8)"
+    row = views.sql(f"""SELECT image.origin AS origin,
+                               augment(image, '{ops}', 3, 1, 'cats/a.png') AS keyed,
+                               augment_copies(image, '{ops}', 3, 2, 'cats/a.png') AS copies,
+                               augment(image, '{ops}', 3, 1, CAST(NULL AS STRING)) AS by_origin,
+                               augment(image, '{ops}', 3, 1) AS default
+                        FROM images WHERE image.origin LIKE '%/rgb.png'""").first()
+    source = np.asarray(Image.open(image_dir / "rgb.png"))
+    parsed = augment_kernel.parse_ops(ops)
+    assert row["keyed"]["data"] == augment_kernel.augment(source, parsed, 3, "cats/a.png", 1).tobytes()
+    assert row["copies"][1] == row["keyed"]
+    assert row["keyed"]["origin"] == row["origin"]  # the copy still says which file it came from
+    assert row["by_origin"] == row["default"]
+    assert row["default"]["data"] == augment_kernel.augment(source, parsed, 3, row["origin"], 1).tobytes()
+    assert row["keyed"]["data"] != row["default"]["data"]
+
+
 def test_array_to_vector_gives_spark_ml_vectors(spark):
     from pyspark.ml.linalg import DenseVector, VectorUDT
 
