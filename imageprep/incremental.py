@@ -166,7 +166,9 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     finally:
         for frame in cached:
             frame.unpersist()
-    return publish_written(spark, warehouse, model.name, version, fingerprint=fingerprint, logic=logic, seen=seen)
+    return publish_written(spark, warehouse, model.name, version,
+                           written_schema=None if partition_by else to_write.schema,
+                           fingerprint=fingerprint, logic=logic, seen=seen)
 
 
 def _tag_rows(frame):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ProjectError
 from .nodes import Model, Seed
@@ -57,21 +58,41 @@ def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: lis
     except BaseException:
         warehouse.discard(version)
         raise
-    return publish_written(spark, warehouse, name, version, fingerprint=fingerprint, logic=logic, seen=seen)
+    return publish_written(spark, warehouse, name, version, written_schema=None if partition_by else frame.schema,
+                           fingerprint=fingerprint, logic=logic, seen=seen)
 
 
-def publish_written(spark, warehouse: Warehouse, name: str, version, seen=None, **meta) -> Written:
+def publish_written(spark, warehouse: Warehouse, name: str, version, seen=None, written_schema=None,
+                    **meta) -> Written:
     """Make a fully written version the current table and register it by name. Its schema goes into
-    the catalog, so later sessions register the table without reading a Parquet footer."""
+    the catalog, so later sessions register the table without reading a Parquet footer.
+
+    `written_schema`: the schema of the frame that wrote the version (not partitioned). With it, and
+    a warehouse on the local file system, no Spark job runs here: the files are read with that schema
+    (Spark makes every field nullable, as it does reading Parquet) and the rows are counted from their
+    footers."""
     try:
-        table = spark.read.parquet(str(version))
-        rows = table.count()  # from Parquet footers: no data is re-read
+        if written_schema is not None and warehouse.is_local:
+            rows = count_rows(Path(str(version)))
+            table = spark.read.schema(written_schema).parquet(str(version))
+        else:  # partitioned (Spark types the partition columns from folder names), or not a local folder
+            table = spark.read.parquet(str(version))
+            rows = table.count()  # from Parquet footers, in a Spark job
     except BaseException:
         warehouse.discard(str(version))
         raise
     warehouse.publish_table(name, str(version), rows=rows, schema=table.schema.json(), seen=seen, **meta)
     table.createOrReplaceTempView(name)
     return Written(rows, str(version))
+
+
+def count_rows(version: Path) -> int:
+    """Rows of a version folder on the local file system, summed from its Parquet footers."""
+    import pyarrow.parquet as pq
+
+    from .incremental import data_files
+
+    return sum(pq.read_metadata(version / relative).num_rows for relative in data_files(version))
 
 
 def load_seed(spark, seed: Seed, project_root, warehouse: Warehouse, fingerprint: str | None = None) -> Written:

@@ -60,6 +60,24 @@ def test_sample_builds_every_table_and_passes_its_data_tests(sample):
     assert failing == {}
 
 
+def catalog_disagreements(spark, project: Path) -> list[str]:
+    """Tables whose catalog entry (schema, row count) differs from what Spark reads in their files."""
+    warehouse = project / "target/warehouse"
+    wrong = []
+    for name, entry in json.loads((warehouse / "_catalog.json").read_text()).items():
+        if entry["kind"] != "table":
+            continue
+        files = spark.read.parquet(str(warehouse / entry["version"]))
+        if entry["schema"] != files.schema.json() or entry["rows"] != files.count():
+            wrong.append(name)
+    return wrong
+
+
+def test_the_catalog_holds_each_tables_schema_and_rows_as_spark_reads_them(spark, sample):
+    project, _ = sample
+    assert catalog_disagreements(spark, project) == []
+
+
 def test_every_sample_file_is_an_image_or_an_error(sample):
     project, _ = sample
     files = sorted(p for p in (project / "data/images").rglob("*") if p.is_file())
@@ -292,6 +310,7 @@ def test_new_changed_and_deleted_images_update_every_table_as_a_full_build_would
     assert build(fresh, images_path=str(images), **SMALL) == 0
     incremental, full = read_tables(project), read_tables(fresh)
     assert compare(incremental, full) == []
+    assert catalog_disagreements(spark, project) == []  # merged versions are counted right too
 
 
 def test_a_var_that_changes_what_images_are_rebuilds_the_incremental_tables_in_full(spark, tmp_path):
