@@ -112,9 +112,10 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     from pyspark.sql import functions as F
 
     from .catalog import read_table
-    from .materialize import publish_written
+    from .materialize import publish_written, write_options
 
     strategy = strategy_of(model)
+    options = write_options(model)
     current = warehouse.current_version_folder(model.name)
     partition_by = _as_list(model.config.get("partition_by"))
     old = read_table(spark, warehouse, warehouse.catalog()[model.name])
@@ -156,7 +157,7 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     try:
         for relative in keep:
             _link_or_copy(current / relative, version / relative)
-        writer = to_write.write.mode("append")
+        writer = to_write.write.mode("append").options(**options)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(str(version))

@@ -34,7 +34,7 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
         return materialize_incremental(spark, model, sql, warehouse, fingerprint, logic=logic, seen=seen)
     if kind in ("table", "incremental"):
         return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint, logic=logic,
-                           seen=seen)
+                           seen=seen, options=write_options(model))
     raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
 
 
@@ -45,13 +45,25 @@ def _partition_by(model: Model) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def write_options(model: Model) -> dict[str, str]:
+    """The model's `options` config: Spark's Parquet writer options, as dbt-spark passes them, e.g.
+    options={'maxRecordsPerFile': 64} (smaller files: an incremental merge that removes a few rows
+    rewrites fewer of the others) or options={'compression': 'zstd'}."""
+    options = model.config.get("options") or {}
+    if not isinstance(options, dict) or not all(
+            isinstance(value, (str, int, float, bool)) for value in options.values()):
+        raise ProjectError(f"options of '{model.name}' must map Parquet writer option names to values, "
+                           f"e.g. options={{'maxRecordsPerFile': 64}}; got {options!r}", path=model.path)
+    return {str(key): str(value).lower() if isinstance(value, bool) else str(value) for key, value in options.items()}
+
+
 def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: list[str],
                 fingerprint: str | None = None, logic: str | None = None,
-                seen: dict[str, list[str]] | None = None) -> Written:
+                seen: dict[str, list[str]] | None = None, options: dict[str, str] | None = None) -> Written:
     """Write a new version; switch to it only once every file is written."""
     version = warehouse.new_version(name)
     try:
-        writer = frame.write.mode("errorifexists")
+        writer = frame.write.mode("errorifexists").options(**(options or {}))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.parquet(version)

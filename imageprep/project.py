@@ -26,6 +26,7 @@ TARGET_KEYS = {"master", "spark", "warehouse", "threads"}
 MODEL_CONFIG_KEYS = {
     "materialized", "tags", "partition_by", "enabled", "description", "unique_key",
     "incremental_strategy", "on_schema_change", "delete_where", "full_refresh_when", "alias", "severity", "meta", "docs",
+    "options",
 }
 MATERIALIZATIONS = {"table", "view", "ephemeral", "incremental"}
 SEED_CONFIG_KEYS = {"column_types", "tags", "enabled", "delimiter", "quote_columns"}

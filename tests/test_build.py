@@ -140,6 +140,23 @@ def test_partition_by_and_views(spark, tmp_path, capsys):
     assert [json.loads(l)["n"] for l in out.splitlines()] == [3, 3, 3]
 
 
+def test_options_config_reaches_the_parquet_writer(spark, tmp_path, capsys):
+    """options={...} are Spark's Parquet writer options, as in dbt-spark; a value that is not a
+    mapping of option names is refused, naming the model."""
+    root = write_project(tmp_path, {
+        "models/t.sql": "{{ config(options={'maxRecordsPerFile': 4, 'compression': 'zstd'}) }} "
+                        "select id from range(10) distribute by 1",
+        "models/bad.sql": "{{ config(options=['compression']) }} select 1 as x",
+    })
+    code, out, _ = run_cli(capsys, "run", "--project-dir", str(root), "--select", "t")
+    assert code == 0, out
+    files = sorted((root / "target/warehouse/t").glob("*.parquet"))
+    assert sorted(pq.read_metadata(f).num_rows for f in files) == [2, 4, 4]
+    assert {pq.read_metadata(f).row_group(0).column(0).compression for f in files} == {"ZSTD"}
+    code, out, _ = run_cli(capsys, "run", "--project-dir", str(root), "--select", "bad")
+    assert code == 2 and "options of 'bad' must map Parquet writer option names to values" in out
+
+
 def test_image_folder_source_lists_every_file(spark, tmp_path, capsys):
     images = tmp_path / "images"
     (images / "cats" / "deep").mkdir(parents=True)

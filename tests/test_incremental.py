@@ -178,6 +178,17 @@ def test_incremental_merge_replaces_rows_by_unique_key(spark, tmp_path, capsys):
     assert table(root) == [(0, "a"), (1, "a"), (2, "b"), (3, "b"), (4, "b"), (5, "b")]  # ids >= max - 1 replaced
 
 
+def test_an_incremental_merge_writes_with_the_models_options(spark, tmp_path, capsys):
+    root = incremental_project(tmp_path, "unique_key='id', options={'maxRecordsPerFile': 2}", overlap=1)
+    assert build_incremental(capsys, root, lo=0, hi=5, tag="a")[0] == 0
+    assert build_incremental(capsys, root, lo=0, hi=8, tag="b")[0] == 0
+    assert table(root) == [(0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "b"), (6, "b"), (7, "b")]
+    version = root / "target/warehouse" / json.loads((root / "target/warehouse/_catalog.json").read_text())["inc"]["version"]
+    import pyarrow.parquet as pq
+
+    assert max(pq.read_metadata(f).num_rows for f in version.rglob("*.parquet")) == 2
+
+
 def test_a_change_to_an_incremental_models_own_logic_rebuilds_it_in_full(spark, tmp_path, capsys):
     root = incremental_project(tmp_path, "incremental_strategy='append'")
     assert build_incremental(capsys, root, lo=0, hi=3, tag="a")[0] == 0
