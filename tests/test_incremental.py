@@ -183,9 +183,10 @@ def test_an_incremental_merge_writes_with_the_models_options(spark, tmp_path, ca
     assert build_incremental(capsys, root, lo=0, hi=5, tag="a")[0] == 0
     assert build_incremental(capsys, root, lo=0, hi=8, tag="b")[0] == 0
     assert table(root) == [(0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "b"), (6, "b"), (7, "b")]
-    version = root / "target/warehouse" / json.loads((root / "target/warehouse/_catalog.json").read_text())["inc"]["version"]
     import pyarrow.parquet as pq
 
+    catalog = json.loads((root / "target/warehouse/_catalog.json").read_text())
+    version = root / "target/warehouse" / catalog["inc"]["version"]
     assert max(pq.read_metadata(f).num_rows for f in version.rglob("*.parquet")) == 2
 
 

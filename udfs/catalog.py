@@ -344,8 +344,8 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         (Param("image", IMAGE), Param("ops", "STRING"), Param("seed", "BIGINT"), Param("k", "INT"),
          Param("identity", "STRING", "NULL")),
         f"ARRAY<{IMAGE}>",
-        "`k` augmented copies, equal to `augment(image, ops, seed, i, identity)` for i = 0 .. k-1. Turn them into rows "
-        "with `posexplode`, which also gives the copy index.",
+        "`k` augmented copies, equal to `augment(image, ops, seed, i, identity)` for i = 0 .. k-1. Turn them "
+        "into rows with `posexplode`, which also gives the copy index.",
         "SELECT path, copy_index, copy FROM images "
         "LATERAL VIEW posexplode(augment_copies(image, 'hflip; rotate(10)', 42, 4)) c AS copy_index, copy",
         ("udfs.kernels.augment", "udfs.kernels.features"), "augment_copies",

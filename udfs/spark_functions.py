@@ -327,19 +327,20 @@ def augment(image: pa.Array, ops: pa.Array, seed: pa.Array, copy_index: pa.Array
     parsed = per_row(ops, n, augment_kernel.parse_ops)
     seeds = per_row(seed, n, _require("seed"))
     indices = per_row(copy_index, n, _require("copy_index"))
-    keys = _augment_keys(image, identity, n)
+    keys = _augment_keys(image_struct.origins(image), identity, n)
     return _map_images(image, lambda px, i: augment_kernel.augment(px, parsed[i], seeds[i], keys[i], indices[i]))
 
 
 def augment_copies(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array,
                    identity: pa.Array = None) -> pa.Array:
-    """``augment_copies(image, ops, seed, k, identity)``: ``array<image>`` of copies 0..k-1, as ``augment`` gives them."""
+    """``augment_copies(image, ops, seed, k, identity)``: ``array<image>`` of copies 0..k-1, as ``augment``
+    gives them."""
     n = len(image)
     parsed = per_row(ops, n, augment_kernel.parse_ops)
     seeds = per_row(seed, n, _require("seed"))
     counts = per_row(k, n, _check_copies)
     origins = image_struct.origins(image)
-    keys = _augment_keys(image, identity, n)
+    keys = _augment_keys(origins, identity, n)
     flat, flat_origins, offsets = [], [], [0]
     pixels = image_struct.to_numpy(image)
     for i, px in enumerate(pixels):
@@ -353,13 +354,12 @@ def augment_copies(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array,
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
 
 
-def _augment_keys(image: pa.Array, identity, n: int) -> list[str]:
+def _augment_keys(origins: list, identity, n: int) -> list[str]:
     """What each row's random choices are keyed on: ``identity`` where given, else the image's origin.
 
     The origin is where the file is, so copies keyed on it change when the images folder moves;
     a path below the folder (``stg_files.relative_path``) keeps them.
     """
-    origins = image_struct.origins(image)
     return [key if key is not None else (origin or "") for key, origin in zip(per_row(identity, n), origins)]
 
 
