@@ -146,17 +146,21 @@ def build_incremental(capsys, root, *flags, lo, hi, tag="", part=None, extra=Fal
     return run_cli(capsys, "build", "--project-dir", str(root), *flags)
 
 
-def current_files(root, name="inc") -> dict:
-    """Data file name -> inode, in the table's current version (local or URI warehouse)."""
+def version_folder(root, name="inc"):
+    """The folder of a table's current version, as the catalog names it (local or URI warehouse)."""
     catalog = json.loads((root / "target/warehouse/_catalog.json").read_text())
-    return {p.name: p.stat().st_ino for p in (root / "target/warehouse" / catalog[name]["version"]).rglob("*.parquet")}
+    return root / "target/warehouse" / catalog[name]["version"]
+
+
+def current_files(root, name="inc") -> dict:
+    """Data file name -> inode, in the table's current version."""
+    return {p.name: p.stat().st_ino for p in version_folder(root, name).rglob("*.parquet")}
 
 
 def table(root, name="inc"):
     import pyarrow.parquet as pq
 
-    catalog = json.loads((root / "target/warehouse/_catalog.json").read_text())
-    rows = pq.read_table(root / "target/warehouse" / catalog[name]["version"]).to_pylist()
+    rows = pq.read_table(version_folder(root, name)).to_pylist()
     return sorted((r["id"], r["tag"]) for r in rows)
 
 
@@ -185,9 +189,7 @@ def test_an_incremental_merge_writes_with_the_models_options(spark, tmp_path, ca
     assert table(root) == [(0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "b"), (6, "b"), (7, "b")]
     import pyarrow.parquet as pq
 
-    catalog = json.loads((root / "target/warehouse/_catalog.json").read_text())
-    version = root / "target/warehouse" / catalog["inc"]["version"]
-    assert max(pq.read_metadata(f).num_rows for f in version.rglob("*.parquet")) == 2
+    assert max(pq.read_metadata(f).num_rows for f in version_folder(root).rglob("*.parquet")) == 2
 
 
 def test_a_change_to_an_incremental_models_own_logic_rebuilds_it_in_full(spark, tmp_path, capsys):
@@ -293,7 +295,7 @@ def test_new_rows_reads_only_the_files_written_since_the_models_last_build(spark
     assert table(root, "child") == [(0, "a"), (1, "a"), (2, "a"), (3, "b"), (4, "b")]
     catalog = json.loads((root / "target/warehouse/_catalog.json").read_text())
     # The list lives in child's version folder (it grows with the data); the catalog names it.
-    seen_file = root / "target/warehouse" / catalog["child"]["version"] / catalog["child"]["seen"]
+    seen_file = version_folder(root, "child") / catalog["child"]["seen"]
     assert sorted(json.loads(seen_file.read_text())["base"]) == sorted(current_files(root, "base"))
     compiled = (root / "target/compiled/demo/models/child.sql").read_text()
     assert "__new_rows__child__base" in compiled
