@@ -32,8 +32,12 @@ LOCAL_DEFAULTS = {
     "spark.driver.memory": "1g",
     # Parquet is read in vectorized batches of this many rows per task; Spark's default of 4096
     # rows of 600 kB tensors is 2.4 GB per batch and ran the heap out of memory on a 2000-image
-    # training set. 64 rows are 40 MB at most.
-    "spark.sql.parquet.columnarReaderBatchSize": "64",
+    # training set. A batch stays alive while its rows are processed, so it outlives young
+    # collections and is copied into the old generation: at 64 rows (40 MB) the example build
+    # (2000 images) paused 25-27 s for GC with 80-168 full collections, at 16 rows (10 MB)
+    # 19-20 s with 45-47, and took about a tenth less time (bench/README.md). Scans of narrow
+    # tables were no slower.
+    "spark.sql.parquet.columnarReaderBatchSize": "16",
     # On small machines the JVM's optimizing JIT competes with the Python workers for cores
     # (C1 only); ParallelGC has no concurrent marking threads and no "humongous" regions
     # (G1 allocates every array over half a region, e.g. a 600 kB tensor, out of band).
