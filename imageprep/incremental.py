@@ -112,12 +112,12 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     from pyspark.sql import functions as F
 
     from .catalog import read_table
-    from .materialize import publish_written, write_options
+    from .materialize import partition_columns, publish_written, write_options
 
     strategy = strategy_of(model)
     options = write_options(model)
     current = warehouse.current_version_folder(model.name)
-    partition_by = _as_list(model.config.get("partition_by"))
+    partition_by = partition_columns(model)
     old = read_table(spark, warehouse, warehouse.catalog()[model.name])
     new_rows, rewritten_old = plan_schema(model, old, spark.sql(sql))
     keep: list[Path] = []

@@ -33,12 +33,13 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
 
         return materialize_incremental(spark, model, sql, warehouse, fingerprint, logic=logic, seen=seen)
     if kind in ("table", "incremental"):
-        return write_table(spark, frame, model.name, warehouse, _partition_by(model), fingerprint, logic=logic,
+        return write_table(spark, frame, model.name, warehouse, partition_columns(model), fingerprint, logic=logic,
                            seen=seen, options=write_options(model))
     raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
 
 
-def _partition_by(model: Model) -> list[str]:
+def partition_columns(model: Model) -> list[str]:
+    """The model's `partition_by` config as a list of column names (none when not set)."""
     value = model.config.get("partition_by")
     if not value:
         return []
