@@ -25,11 +25,14 @@ LOCAL_DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "16",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
-    # Rows stream through and Parquet buffers one 32 MB row group per task, so the heap holds
-    # little; 1g leaves room for reading tables of full-size images (a vectorized batch of them
-    # is tens of MB). The young generation is kept at 1/8 of the heap (NewRatio=7): every page
-    # of it that garbage passes through stays resident, and image rows make a lot of garbage.
-    "spark.driver.memory": "1g",
+    # Rows stream through and Parquet buffers one 32 MB row group per task, so little stays live
+    # (150-180 MB after a full GC). But ParallelGC keeps growing the heap towards its maximum as
+    # a long build makes garbage, so the maximum sets the peak memory: bench/prep's build peaked at
+    # 1.21 GB (all processes) on 2000 images and 1.62 GB on 20000 with 1g, 1.22 and 1.40 GB with
+    # 576m. A quarter of it young (NewRatio=3) keeps short-lived image batches from being promoted;
+    # the example build then takes about 6 % longer than with 1g and an eighth young, and peaks at
+    # 1.8 GB instead of 2.3 (bench/README.md). Raise it in project.yml for bigger images.
+    "spark.driver.memory": "576m",
     # Parquet is read in vectorized batches of this many rows per task; Spark's default of 4096
     # rows of 600 kB tensors is 2.4 GB per batch and ran the heap out of memory on a 2000-image
     # training set. A batch stays alive while its rows are processed, so it outlives young
@@ -47,7 +50,7 @@ LOCAL_DEFAULTS = {
     # Spark's generated code: the JIT then stops and a query can fail ("Out of space in CodeCache
     # for method handle intrinsic"). The cache is reserved address space, committed as it fills.
     "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m "
-                                     "-XX:+UseParallelGC -XX:NewRatio=7 "
+                                     "-XX:+UseParallelGC -XX:NewRatio=3 "
                                      f"-Dlog4j.configurationFile={LOG4J_CONFIG}",
     # Partitions of about 16 MB of file bytes. Spark counts each file as at least
     # openCostInBytes (default 4 MB): with 50 kB images that made 4 files per task, 500 tasks
