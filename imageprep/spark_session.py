@@ -30,8 +30,9 @@ LOCAL_DEFAULTS = {
     # a long build makes garbage, so the maximum sets the peak memory: bench/prep's build peaked at
     # 1.21 GB (all processes) on 2000 images and 1.62 GB on 20000 with 1g, 1.22 and 1.40 GB with
     # 576m. A quarter of it young (NewRatio=3) keeps short-lived image batches from being promoted;
-    # the example build then takes about 6 % longer than with 1g and an eighth young, and peaks at
-    # 1.8 GB instead of 2.3 (bench/README.md). Raise it in project.yml for bigger images.
+    # with the row-by-row Parquet reader below, the example build takes as long as with 1g and an
+    # eighth young, and peaks at 1.8 GB instead of 2.3 (bench/README.md). Raise it in project.yml
+    # for bigger images.
     "spark.driver.memory": "576m",
     # Parquet is read in vectorized batches of this many rows per task; Spark's default of 4096
     # rows of 600 kB tensors is 2.4 GB per batch and ran the heap out of memory on a 2000-image
@@ -39,8 +40,15 @@ LOCAL_DEFAULTS = {
     # collections and is copied into the old generation: at 64 rows (40 MB) the example build
     # (2000 images) paused 25-27 s for GC with 80-168 full collections, at 16 rows (10 MB)
     # 19-20 s with 45-47, and took about a tenth less time (bench/README.md). Scans of narrow
-    # tables were no slower.
+    # tables were no slower. (Only when the vectorized reader is turned back on, see below.)
     "spark.sql.parquet.columnarReaderBatchSize": "16",
+    # Parquet is read row by row, not in vectorized batches: each image value then lives only as
+    # long as its row, instead of as long as its batch. Reading the 2000-image training set's
+    # tensors back took 9.4-9.6 s against 12.9-13.7 s in 16-row batches, and the example build
+    # 86-88 s against 96 s with the heap above. Narrow tables scan about half as fast (5 million
+    # rows of three columns: 1.9-2.0 s against 0.9-1.0 s); a project of mostly narrow tables can
+    # turn it back on in project.yml.
+    "spark.sql.parquet.enableVectorizedReader": "false",
     # On small machines the JVM's optimizing JIT competes with the Python workers for cores
     # (C1 only); ParallelGC has no concurrent marking threads and no "humongous" regions
     # (G1 allocates every array over half a region, e.g. a 600 kB tensor, out of band).
@@ -83,6 +91,7 @@ CLUSTER_DEFAULT_KEYS = (
     "spark.sql.session.timeZone",
     "spark.sql.files.maxPartitionBytes",
     "spark.sql.parquet.columnarReaderBatchSize",
+    "spark.sql.parquet.enableVectorizedReader",
     "spark.sql.sources.partitionOverwriteMode",
 )
 
