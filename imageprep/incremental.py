@@ -13,6 +13,9 @@ warehouse is a local folder; copied elsewhere), and only new or changed rows are
   of those keys are kept as they are, the others are rewritten without the replaced rows.
 - `insert_overwrite` (needs `partition_by`): partitions the query returns are replaced whole.
 
+A table that rewrites files anyway (`merge`, `delete_where`) also gathers its small files into few
+once it has COMPACT_AT_FILES of them: each build adds files, and each scan opens them all.
+
 `on_schema_change`: `fail` (default) stops with the columns that differ; `append_new_columns`
 adds the query's new columns (NULL in older rows) and rewrites the table once.
 
@@ -136,19 +139,28 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
             cached.append(new_rows)
             replaced = tagged.join(new_rows.select(*keys).distinct(), keys, "left_semi").select("__file", "__row")
             leaving = replaced if leaving is None else leaving.unionByName(replaced)
-        if leaving is None:
-            keep, to_write = data_files(current), new_rows
-        else:
+        files = data_files(current)
+        to_write = new_rows
+        touched: set[Path] = set()
+        if leaving is not None:
             leaving = leaving.distinct().cache()
             cached.append(leaving)
             touched_uris = sorted(r["__file"] for r in leaving.select("__file").distinct().collect())
             touched = {_relative_to_version(uri, current.name) for uri in touched_uris}
-            keep = [f for f in data_files(current) if f not in touched]
-            to_write = new_rows
             if touched_uris:  # only the files that lose rows are read again, and rewritten without them
                 survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
                              .join(leaving, ["__file", "__row"], "left_anti").drop("__file", "__row"))
-                to_write = survivors.unionByName(new_rows)
+                to_write = survivors.unionByName(to_write)
+        # Each build adds a file, and every scan opens every file (about 10 ms each): small files
+        # are gathered once there are enough of them. Only where files are rewritten anyway (merge,
+        # delete_where): an append-only table stays so, and new_rows() of it gives exactly the
+        # rows written since.
+        compacted: list[Path] = []
+        if strategy == "merge" or model.config.get("delete_where"):
+            compacted = small_files_to_compact(current, [f for f in files if f not in touched])
+        if compacted:
+            to_write = _gathered(spark, current, compacted, old.schema).unionByName(to_write)
+        keep = [f for f in files if f not in touched and f not in compacted]
     else:  # insert_overwrite
         replaced = {tuple(str(r[c]) for c in partition_by) for r in new_rows.select(*partition_by).distinct().collect()}
         keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
@@ -170,6 +182,26 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     return publish_written(spark, warehouse, model.name, version,
                            written_schema=None if partition_by else to_write.schema,
                            fingerprint=fingerprint, logic=logic, seen=seen)
+
+
+# A table that merges or deletes rows has its small files rewritten together once it has this many.
+COMPACT_AT_FILES = 8
+SMALL_FILE_BYTES = 4 * 1024 * 1024
+GATHERED_FILE_BYTES = 64 * 1024 * 1024
+
+
+def small_files_to_compact(version, files: list[Path]) -> list[Path]:
+    """The small files among a version's `files`, if there are enough of them to gather; else none."""
+    small = [f for f in files if (version / f).stat().st_size < SMALL_FILE_BYTES]
+    return small if len(small) >= COMPACT_AT_FILES else []
+
+
+def _gathered(spark, version, files: list[Path], schema):
+    """The rows of some of a version's files, in partitions of about GATHERED_FILE_BYTES (so as many files)."""
+    total = sum((version / f).stat().st_size for f in files)
+    # basePath keeps the partition columns of files read one by one.
+    rows = spark.read.schema(schema).option("basePath", str(version)).parquet(*[str(version / f) for f in files])
+    return rows.coalesce(max(1, -(-total // GATHERED_FILE_BYTES)))
 
 
 def _tag_rows(frame):

@@ -28,6 +28,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 CATALOG_FILE = "_catalog.json"
@@ -255,6 +256,10 @@ class HadoopFiles:
         _, path, fs = self._jvm_path(uri)
         fs.mkdirs(path)
 
+    def size(self, uri: str) -> int:
+        _, path, fs = self._jvm_path(uri)
+        return int(fs.getFileStatus(path).getLen())
+
     def read_bytes(self, uri: str) -> bytes:
         spark, path, fs = self._jvm_path(uri)
         stream = fs.open(path)
@@ -339,6 +344,10 @@ class HadoopPath:
 
     def is_dir(self) -> bool:
         return self.files.is_dir(self.uri)
+
+    def stat(self) -> SimpleNamespace:
+        """Only the size, as `st_size`."""
+        return SimpleNamespace(st_size=self.files.size(self.uri))
 
     def iterdir(self) -> Iterator["HadoopPath"]:
         return iter([self / name for name in self.files.list(self.uri)])

@@ -364,3 +364,37 @@ def test_full_refresh_when_rebuilds_an_incremental_model_when_its_condition_hold
     assert table(root) == [(0, "reset"), (1, "reset"), (2, "reset")]
     results = json.loads((root / "target/run_results.json").read_text())["results"]
     assert "full_refresh_when held" in next(r["message"] for r in results if r["name"] == "inc")
+
+
+def test_a_merging_table_gathers_its_small_files_and_an_appending_one_keeps_them(spark, tmp_path, capsys):
+    from imageprep.incremental import COMPACT_AT_FILES
+
+    # Each build adds one new row (ids above the table's largest), written as one file.
+    merging = incremental_project(tmp_path / "merge", "unique_key='id'", overlap=-1)
+    appending = incremental_project(tmp_path / "append", "incremental_strategy='append'", overlap=-1)
+    counts = {merging: [], appending: []}
+    for build in range(COMPACT_AT_FILES + 1):
+        for root in counts:
+            assert build_incremental(capsys, root, lo=0, hi=build + 1, tag=f"t{build}")[0] == 0
+            counts[root].append(len(current_files(root)))
+    assert counts[appending] == list(range(1, COMPACT_AT_FILES + 2))
+    # Once COMPACT_AT_FILES files are small, the next merge writes them again as one, beside its new rows.
+    assert counts[merging] == list(range(1, COMPACT_AT_FILES + 1)) + [2]
+    for root in counts:
+        assert table(root) == [(i, f"t{i}") for i in range(COMPACT_AT_FILES + 1)]
+
+
+def test_small_files_are_found_by_size_on_a_local_or_hadoop_folder(spark, tmp_path):
+    from pathlib import Path
+
+    from imageprep.incremental import COMPACT_AT_FILES, SMALL_FILE_BYTES, small_files_to_compact
+    from imageprep.warehouse import HadoopFiles, HadoopPath
+
+    names = [Path(f"part-{i}.parquet") for i in range(COMPACT_AT_FILES)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x" * 100)
+    for version in (tmp_path, HadoopPath(tmp_path.as_uri(), HadoopFiles(spark))):
+        assert small_files_to_compact(version, names) == names
+        assert small_files_to_compact(version, names[1:]) == []  # too few to gather
+    (tmp_path / names[0]).write_bytes(b"x" * SMALL_FILE_BYTES)  # no longer small
+    assert small_files_to_compact(tmp_path, names) == []
