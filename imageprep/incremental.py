@@ -151,7 +151,7 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
                 survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
                              .join(leaving, ["__file", "__row"], "left_anti").drop("__file", "__row"))
                 to_write = survivors.unionByName(to_write)
-        # Each build adds a file, and every scan opens every file (about 10 ms each): small files
+        # Each build adds a file, and every scan opens every file (about 1 ms each): small files
         # are gathered once there are enough of them. Only where files are rewritten anyway (merge,
         # delete_where): an append-only table stays so, and new_rows() of it gives exactly the
         # rows written since.
