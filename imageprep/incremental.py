@@ -155,7 +155,7 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
         # are gathered once there are enough of them. Only where files are rewritten anyway (merge,
         # delete_where): an append-only table stays so, and new_rows() of it gives exactly the
         # rows written since.
-        compacted: list[Path] = []
+        compacted: dict[Path, int] = {}
         if strategy == "merge" or model.config.get("delete_where"):
             compacted = small_files_to_compact(current, [f for f in files if f not in touched])
         if compacted:
@@ -190,18 +190,20 @@ SMALL_FILE_BYTES = 4 * 1024 * 1024
 GATHERED_FILE_BYTES = 64 * 1024 * 1024
 
 
-def small_files_to_compact(version, files: list[Path]) -> list[Path]:
-    """The small files among a version's `files`, if there are enough of them to gather; else none."""
-    small = [f for f in files if (version / f).stat().st_size < SMALL_FILE_BYTES]
-    return small if len(small) >= COMPACT_AT_FILES else []
+def small_files_to_compact(version, files: list[Path]) -> dict[Path, int]:
+    """The small files among a version's `files` with their sizes, if there are enough of them to
+    gather; else none. Each size is asked for once (a request each on an object store)."""
+    sizes = {f: (version / f).stat().st_size for f in files}
+    small = {f: size for f, size in sizes.items() if size < SMALL_FILE_BYTES}
+    return small if len(small) >= COMPACT_AT_FILES else {}
 
 
-def _gathered(spark, version, files: list[Path], schema):
-    """The rows of some of a version's files, in partitions of about GATHERED_FILE_BYTES (so as many files)."""
-    total = sum((version / f).stat().st_size for f in files)
+def _gathered(spark, version, sizes: dict[Path, int], schema):
+    """The rows of some of a version's files (with their sizes), in partitions of about
+    GATHERED_FILE_BYTES, so as many files."""
     # basePath keeps the partition columns of files read one by one.
-    rows = spark.read.schema(schema).option("basePath", str(version)).parquet(*[str(version / f) for f in files])
-    return rows.coalesce(max(1, -(-total // GATHERED_FILE_BYTES)))
+    rows = spark.read.schema(schema).option("basePath", str(version)).parquet(*[str(version / f) for f in sizes])
+    return rows.coalesce(max(1, -(-sum(sizes.values()) // GATHERED_FILE_BYTES)))
 
 
 def _tag_rows(frame):

@@ -394,7 +394,7 @@ def test_small_files_are_found_by_size_on_a_local_or_hadoop_folder(spark, tmp_pa
     for name in names:
         (tmp_path / name).write_bytes(b"x" * 100)
     for version in (tmp_path, HadoopPath(tmp_path.as_uri(), HadoopFiles(spark))):
-        assert small_files_to_compact(version, names) == names
-        assert small_files_to_compact(version, names[1:]) == []  # too few to gather
+        assert small_files_to_compact(version, names) == {name: 100 for name in names}
+        assert small_files_to_compact(version, names[1:]) == {}  # too few to gather
     (tmp_path / names[0]).write_bytes(b"x" * SMALL_FILE_BYTES)  # no longer small
-    assert small_files_to_compact(tmp_path, names) == []
+    assert small_files_to_compact(tmp_path, names) == {}
