@@ -112,8 +112,6 @@ def plan_schema(model: Model, old_frame, new_frame):
 def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprint: str | None,
                             logic: str | None = None, seen: dict[str, list[str]] | None = None):
     """Write the next version of an incremental model's existing table."""
-    from pyspark.sql import functions as F
-
     from .catalog import read_table
     from .materialize import partition_columns, publish_written, write_options
 
