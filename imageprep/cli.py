@@ -18,7 +18,7 @@ from . import artifacts, fingerprint
 from .build import Execution, execute, summary
 from .errors import ProjectError
 from .fingerprint import TestState
-from .graph import Graph, PreviousRun, select
+from .graph import INDIRECT_SELECTION, Graph, PreviousRun, select
 from .nodes import MODEL, TEST
 from .project import load_project
 from .render import Renderer
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     selecting = argparse.ArgumentParser(add_help=False)
     selecting.add_argument("--select", "-s", nargs="+", help="nodes to run (dbt syntax: name, +name, name+, tag:x, path:dir)")
     selecting.add_argument("--exclude", nargs="+", help="nodes to leave out (same syntax)")
+    selecting.add_argument("--indirect-selection", choices=INDIRECT_SELECTION, default="eager",
+                           help="tests of the selected nodes to run too: eager (default) every one; cautious "
+                                "those whose models are all selected; buildable those whose models are "
+                                "selected or upstream of them; empty none")
     running = argparse.ArgumentParser(add_help=False)
     running.add_argument("--full-refresh", action="store_true", help="rebuild every selected table from scratch; tests check every row")
     running.add_argument("--fail-fast", "-x", action="store_true", help="stop at the first failure")
@@ -161,7 +165,8 @@ def run_command(args) -> int:
         from .endpoint import serve_command
 
         return serve_command(args, project, target)
-    selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None), previous)
+    selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None), previous,
+                                getattr(args, "indirect_selection", None) or "eager")
     for warning in warnings:
         print(f"Warning: {warning}", file=sys.stderr)
     if args.command == "ls":
@@ -211,7 +216,8 @@ def _execute(args, project, target, graph, executable, selected, renderer) -> in
     results = execute(ex, args.command, selected)
     ex.test_state.save()
     elapsed = time.perf_counter() - started
-    invocation = {k: getattr(args, k, None) for k in ("vars", "target", "select", "exclude", "full_refresh", "fail_fast")}
+    invocation = {k: getattr(args, k, None) for k in ("vars", "target", "select", "exclude",
+                                                      "indirect_selection", "full_refresh", "fail_fast")}
     artifacts.write_run_results(project.target_path, args.command, results, elapsed, invocation)
     artifacts.keep_state(project.target_path)
     lines, code = summary(results, elapsed)
@@ -248,6 +254,7 @@ def _retry_args(args):
     return argparse.Namespace(
         command=last["command"], project_dir=args.project_dir, target=args.target or previous.get("target"),
         vars=args.vars or previous.get("vars"), select=[" ".join(f"result:{s}" for s in RETRIED)], exclude=None,
+        indirect_selection=previous.get("indirect_selection") or "eager",
         full_refresh=bool(previous.get("full_refresh")), fail_fast=bool(previous.get("fail_fast")), threads=None)
 
 

@@ -83,16 +83,20 @@ class PreviousRun:
     current_nodes: dict[str, dict] | None = None  # this run's manifest entries, to compare with
 
 
+# dbt's --indirect-selection: which tests of the selected nodes are selected with them.
+INDIRECT_SELECTION = ("eager", "cautious", "buildable", "empty")
+
+
 def select(graph: Graph, select_args: list[str] | None, exclude_args: list[str] | None,
-           previous: PreviousRun | None = None) -> tuple[list[str], list[str]]:
+           previous: PreviousRun | None = None, indirect: str = "eager") -> tuple[list[str], list[str]]:
     """The executable nodes (models, seeds, tests) chosen by --select/--exclude, in build order.
 
     Returns (selected ids, warnings). dbt's rules: space separates a union, comma an
     intersection; `+m` adds ancestors, `m+` descendants (`2+m`, `m+1` limit the depth),
     `@m` adds descendants and their ancestors; methods `tag:`, `path:`, `source:`,
     `resource_type:`, `config.<key>:`, `state:modified|new` (against the last build's
-    manifest), `result:<status>` (the last run's results), and names with shell wildcards. Tests of any selected
-    node are selected too (dbt's eager indirect selection).
+    manifest), `result:<status>` (the last run's results), and names with shell wildcards. Tests of
+    the selected nodes are selected too, as `indirect` says (see `tests_selected_with`).
     """
     warnings: list[str] = []
     if select_args:
@@ -101,13 +105,31 @@ def select(graph: Graph, select_args: list[str] | None, exclude_args: list[str] 
         chosen = {uid for uid, n in graph.nodes.items() if n.resource_type in EXECUTABLE}
     excluded = _union(graph, exclude_args, warnings, previous) if exclude_args else set()
     chosen -= excluded
-    for uid in list(chosen):
-        chosen |= {child for child in graph.children[uid] if graph.nodes[child].resource_type == TEST}
+    chosen |= tests_selected_with(graph, chosen, indirect)
     # A test of an excluded node goes with it.
     chosen = {uid for uid in chosen if uid not in excluded
               and not (graph.nodes[uid].resource_type == TEST and graph.parents[uid] & excluded)}
     chosen = {uid for uid in chosen if graph.nodes[uid].resource_type in EXECUTABLE}
     return graph.sort(chosen), warnings
+
+
+def tests_selected_with(graph: Graph, chosen: set[str], mode: str) -> set[str]:
+    """The tests of `chosen` nodes that dbt's indirect selection `mode` adds: `eager` every test
+    of a chosen node; `cautious` those whose parents are all chosen; `buildable` those whose
+    parents are each chosen or upstream of a chosen node (so built before the test runs);
+    `empty` none (only tests selected by name, tag or path run)."""
+    if mode not in INDIRECT_SELECTION:
+        raise ProjectError(f"unknown indirect selection '{mode}': use {', '.join(INDIRECT_SELECTION)}")
+    if mode == "empty":
+        return set()
+    tests = {child for uid in chosen for child in graph.children[uid] if graph.nodes[child].resource_type == TEST}
+    if mode == "eager":
+        return tests
+    allowed = set(chosen)
+    if mode == "buildable":
+        for uid in chosen:
+            allowed |= graph.ancestors(uid)
+    return {test for test in tests if graph.parents[test] <= allowed}
 
 
 def _union(graph: Graph, args: list[str], warnings: list[str], previous: PreviousRun | None) -> set[str]:

@@ -171,6 +171,20 @@ def test_compile_and_query_the_example(sample, capsys):
     assert counts == {"test": 8, "train": 32, "val": 8}
 
 
+def test_buildable_indirect_selection_leaves_out_tests_of_models_outside_the_selection(tmp_path, capsys):
+    project = copy_project(tmp_path / "p")
+
+    def listed(*flags):
+        assert main(["ls", "--project-dir", str(project), "--select", "+splits", *flags]) == 0
+        return {line.split()[-1] for line in capsys.readouterr().out.splitlines()}
+
+    eager, buildable = listed(), listed("--indirect-selection", "buildable")
+    # every_file_is_accounted_for also reads image_errors, which +splits does not build.
+    assert "image_errors" not in eager and "every_file_is_accounted_for" in eager
+    assert eager - buildable == {"every_file_is_accounted_for"}
+    assert {"splits", "unique_splits_path", "accepted_values_splits_split"} <= buildable
+
+
 # -- The shared data sets (present in development and CI, skipped in a user's clone) ---------------
 
 SMALL = {"image_size": 64, "augment_copies": 1}

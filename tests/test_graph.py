@@ -87,3 +87,37 @@ def test_excluding_a_model_drops_its_tests():
     graph = shop_graph()
     chosen, _ = select(graph, None, ["orders"])
     assert "unique_orders_id" not in names(graph, chosen) and "customers" in names(graph, chosen)
+
+
+def graph_with_tests_across_models():
+    """shop_graph plus tests that read two models each: one upstream of `orders`, one beside it."""
+    graph = shop_graph()
+    nodes = list(graph.nodes.values()) + [
+        model("audit", ["stg"]),
+        DataTest(unique_id="test.p.orders_match_stg", name="orders_match_stg", resource_type=TEST,
+                 path="tests/orders_match_stg.sql", depends_on=["model.p.orders", "model.p.stg"]),
+        DataTest(unique_id="test.p.audit_covers_orders", name="audit_covers_orders", resource_type=TEST,
+                 path="tests/audit_covers_orders.sql", depends_on=["model.p.audit", "model.p.orders"]),
+    ]
+    return Graph(nodes)
+
+
+@pytest.mark.parametrize("mode, selector, expected_tests", [
+    ("eager", ["orders"], ["audit_covers_orders", "orders_match_stg", "unique_orders_id"]),
+    ("cautious", ["orders"], ["unique_orders_id"]),
+    ("cautious", ["+orders"], ["orders_match_stg", "unique_orders_id"]),
+    ("buildable", ["orders"], ["orders_match_stg", "unique_orders_id"]),
+    ("empty", ["+orders"], []),
+    ("empty", ["orders", "unique_orders_id"], ["unique_orders_id"]),  # selected by name, not indirectly
+])
+def test_indirect_selection_modes_choose_the_tests_that_come_with_a_selection(mode, selector, expected_tests):
+    graph = graph_with_tests_across_models()
+    chosen, _ = select(graph, selector, None, indirect=mode)
+    tests = sorted(graph.nodes[u].name for u in chosen if graph.nodes[u].resource_type == TEST)
+    assert tests == expected_tests
+    assert "orders" in names(graph, chosen) and "audit" not in names(graph, chosen)
+
+
+def test_an_unknown_indirect_selection_mode_is_an_error():
+    with pytest.raises(ProjectError, match="unknown indirect selection 'lazy'"):
+        select(shop_graph(), ["orders"], None, indirect="lazy")
