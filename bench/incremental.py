@@ -8,7 +8,9 @@ On an image set made with ../shared/datasets/make_bench_set.py, each step a whol
 
 1. full build of N images;
 2. no-op build (nothing changed), compared with the Spark start-up time it reports;
-3. build after `--add` new images arrived, compared with the full build;
+3. build after `--add` new images arrived, compared with the full build, and beside it Spark's
+   floor for the same nodes (bench/spark_floor.py: start-up, listing, one small write per model
+   and one query for all tests), the least any build of them costs on this machine;
 4. build after some images were deleted and some rewritten;
 5. a full build of the same final files in a fresh warehouse, whose tables must equal those of
    the incremental builds (same rows, same values), except for split assignments, which keep
@@ -66,6 +68,17 @@ def build(project: Path, images: Path, *extra: str) -> tuple[float, float, dict]
     startup = float(re.search(r"ready in ([\d.]+)s", done.stdout).group(1))
     results = json.loads((project / "target/run_results.json").read_text())["results"]
     return seconds, startup, {r["name"]: r for r in results}
+
+
+def floor(project: Path, images: Path) -> tuple[float, dict]:
+    """bench/spark_floor.py on the built project as its own process: (seconds, its figures)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "spark_floor.py"), str(project),
+                           "--vars", json.dumps({"images_path": str(images)})], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"spark_floor.py failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def read_tables(project: Path) -> dict[str, list[dict]]:
@@ -167,6 +180,11 @@ def main() -> None:
     slowest = sorted(results.values(), key=lambda r: -r["execution_time"])[:8]
     figures.append((f"+{args.add} images ({100 * args.add / args.n:.0f} %)", added, startup,
                     f"{100 * added / full:.1f} % of the full build (target <= 10 %); {split_time(results)}"))
+    least, parts = floor(project, images)
+    figures.append((f"Spark's floor for the {parts['models']} models and their tests", least, parts["startup"],
+                    f"{100 * least / full:.1f} % of the full build; the +{args.add} build is {added / least:.1f}x "
+                    f"it (model writes {parts['model_writes']:.1f} s, one query for the tests "
+                    f"{parts['one_query_for_tests']:.1f} s)"))
 
     # Some images go away and some are rewritten (new content, new modification time).
     current = sorted(p for p in images.rglob("*") if p.is_file())
