@@ -327,6 +327,26 @@ def test_new_changed_and_deleted_images_update_every_table_as_a_full_build_would
     assert catalog_disagreements(spark, project) == []  # merged versions are counted right too
 
 
+def test_arriving_images_add_their_splits_and_leave_the_others_where_they_were_written(spark, tmp_path):
+    from PIL import Image, ImageOps
+
+    project = copy_example(tmp_path / "p")
+    assert build(project, **SMALL) == 0
+    table = project / "target/warehouse/splits"
+    before, files_before = read(project, "splits"), parquet_inodes(table)
+    for i, path in enumerate(sorted((project / "data/images").glob("paper/*.jpg"))[:4]):
+        with Image.open(path) as image:
+            ImageOps.mirror(image).save(project / f"data/images/plastic/arrived_{i}.jpg", quality=90)
+
+    assert build(project, **SMALL) == 0
+    after = read(project, "splits")
+    assert len(after["path"]) == len(before["path"]) + 4
+    # Only the four new rows were written; the others stay in the files they were written to.
+    assert files_before <= parquet_inodes(table)
+    written = [f for f in table.resolve().rglob("*.parquet") if f.stat().st_ino not in files_before]
+    assert sum(pq.read_metadata(f).num_rows for f in written) == 4
+
+
 def test_a_var_that_changes_what_images_are_rebuilds_the_incremental_tables_in_full(spark, tmp_path):
     project = copy_example(tmp_path / "p")
     assert build(project, **SMALL) == 0

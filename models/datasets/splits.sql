@@ -3,19 +3,21 @@
 --
 -- An image keeps its split once it has one: on an incremental build the images already in
 -- this table keep theirs, a new image that joins a group takes that group's split, and only
--- groups of new images are dealt. Within a label, those groups are ordered by a hash of
--- (seed, group) and dealt by how many images come before them, to fill what each split still
--- lacks of its share: round(n * train) images train, up to round(n * (train + val)) validate,
--- the rest test, n being all the label's images. On a first build (or --full-refresh) nothing
--- is kept, every group is dealt, and each label's counts are within one image of the ratios
--- when there are no duplicate groups.
+-- groups of new images are dealt; only those rows, and rows whose group changed, are written.
+-- Within a label, groups are ordered by a hash of (seed, group) and dealt by how many images
+-- come before them, to fill what each split still lacks of its share: round(n * train) images
+-- train, up to round(n * (train + val)) validate, the rest test, n being all the label's
+-- images. On a first build (or --full-refresh) nothing is kept, every group is dealt, and each
+-- label's counts are within one image of the ratios when there are no duplicate groups.
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
     delete_where="not exists (select 1 from " ~ ref('image_groups') ~ " g where g.path = splits.path)"
 ) }}
 {% set ratios = split_ratios() %}
 with images as (
-    select g.path, g.label, g.group_id, {% if is_incremental() %}t.split{% else %}cast(null as string){% endif %} as kept_split
+    select g.path, g.label, g.group_id,
+           {% if is_incremental() %}t.split{% else %}cast(null as string){% endif %} as kept_split,
+           {% if is_incremental() %}t.group_id{% else %}cast(null as string){% endif %} as kept_group_id
     from {{ ref('image_groups') }} g
     {%- if is_incremental() %}
     left join {{ this }} t on t.path = g.path
@@ -66,3 +68,7 @@ select
     i.group_id
 from images i
 join dealt d on d.group_id = i.group_id
+{%- if is_incremental() %}
+-- only rows that are new or whose group changed: the table's other rows stay in their files
+where i.kept_split is null or not (i.kept_group_id <=> i.group_id)
+{%- endif %}
