@@ -10,7 +10,8 @@ warehouse is a local folder; copied elsewhere), and only new or changed rows are
 
 - `append`: the query's rows are added.
 - `merge` (needs `unique_key`): rows whose key the query returns are replaced; files holding none
-  of those keys are kept as they are, the others are rewritten without the replaced rows.
+  of those keys are kept as they are, the others are rewritten without the replaced rows. The
+  query's rows are written as one file per GATHERED_FILE_BYTES of them.
 - `insert_overwrite` (needs `partition_by`): partitions the query returns are replaced whole.
 
 A table that rewrites files anyway (`merge`, `delete_where`) also gathers its small files into few
@@ -138,8 +139,8 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
             replaced = tagged.join(new_rows.select(*keys).distinct(), keys, "left_semi").select("__file", "__row")
             leaving = replaced if leaving is None else leaving.unionByName(replaced)
         files = data_files(current)
-        to_write = new_rows
         touched: set[Path] = set()
+        survivors = None
         if leaving is not None:
             leaving = leaving.distinct().cache()
             cached.append(leaving)
@@ -148,7 +149,10 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
             if touched_uris:  # only the files that lose rows are read again, and rewritten without them
                 survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
                              .join(leaving, ["__file", "__row"], "left_anti").drop("__file", "__row"))
-                to_write = survivors.unionByName(to_write)
+        # A merge's new rows are cached and, once their keys were looked up, computed.
+        to_write = _in_files_by_size(new_rows) if strategy == "merge" else new_rows
+        if survivors is not None:
+            to_write = survivors.unionByName(to_write)
         # Each build adds a file, and every scan opens every file (about 1 ms each): small files
         # are gathered once there are enough of them. Only where files are rewritten anyway (merge,
         # delete_where): an append-only table stays so, and new_rows() of it gives exactly the
@@ -194,6 +198,15 @@ def small_files_to_compact(version, files: list[Path]) -> dict[Path, int]:
     sizes = {f: (version / f).stat().st_size for f in files}
     small = {f: size for f, size in sizes.items() if size < SMALL_FILE_BYTES}
     return small if len(small) >= COMPACT_AT_FILES else {}
+
+
+def _in_files_by_size(computed):
+    """A cached, computed frame in one partition, so one file, per GATHERED_FILE_BYTES of it. It
+    comes out of the query in Spark's shuffle partitions (8 locally), and a build's few new rows
+    would otherwise be written as that many small files. Merging cached partitions runs nothing
+    again. The size is the cache's own statistics (an estimate, if not computed: no fewer files)."""
+    size = int(str(computed._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    return computed.coalesce(max(1, -(-size // GATHERED_FILE_BYTES)))
 
 
 def _gathered(spark, version, sizes: dict[Path, int], schema):
