@@ -201,10 +201,11 @@ def small_files_to_compact(version, files: list[Path]) -> dict[Path, int]:
 
 
 def _in_files_by_size(computed):
-    """A cached, computed frame in one partition, so one file, per GATHERED_FILE_BYTES of it. It
-    comes out of the query in Spark's shuffle partitions (8 locally), and a build's few new rows
-    would otherwise be written as that many small files. Merging cached partitions runs nothing
-    again. The size is the cache's own statistics (an estimate, if not computed: no fewer files)."""
+    """A cached frame in one partition, so one file, per GATHERED_FILE_BYTES of it. It comes out of
+    the query in Spark's shuffle partitions (8 locally), and a build's few new rows would otherwise
+    be written as that many small files. Called once the cache is computed (a merge looked up its
+    keys): the size is the cache's own, read without a job, and merging partitions runs nothing
+    again."""
     size = int(str(computed._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
     return computed.coalesce(max(1, -(-size // GATHERED_FILE_BYTES)))
 
