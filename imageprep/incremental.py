@@ -207,7 +207,7 @@ def _in_files_by_size(computed):
     keys): the size is the cache's own, read without a job, and merging partitions runs nothing
     again."""
     size = int(str(computed._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
-    return computed.coalesce(max(1, -(-size // GATHERED_FILE_BYTES)))
+    return _in_gathered_files(computed, size)
 
 
 def _gathered(spark, version, sizes: dict[Path, int], schema):
@@ -215,7 +215,12 @@ def _gathered(spark, version, sizes: dict[Path, int], schema):
     GATHERED_FILE_BYTES, so as many files."""
     # basePath keeps the partition columns of files read one by one.
     rows = spark.read.schema(schema).option("basePath", str(version)).parquet(*[str(version / f) for f in sizes])
-    return rows.coalesce(max(1, -(-sum(sizes.values()) // GATHERED_FILE_BYTES)))
+    return _in_gathered_files(rows, sum(sizes.values()))
+
+
+def _in_gathered_files(rows, size: int):
+    """`rows`, of about `size` bytes, in one partition (so one file) per GATHERED_FILE_BYTES."""
+    return rows.coalesce(max(1, -(-size // GATHERED_FILE_BYTES)))
 
 
 def _tag_rows(frame):
