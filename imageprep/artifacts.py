@@ -64,7 +64,7 @@ def write_manifest(target_path: Path, project, graph, executable_sql: dict[str, 
         entry: dict[str, Any] = {
             "unique_id": uid, "name": node.name, "resource_type": node.resource_type,
             "original_file_path": node.path, "description": node.description,
-            "config": _jsonable(node.config), "tags": list(node.tags),
+            "config": _jsonable(node.config), "tags": list(node.tags), "meta": _jsonable(node.config.get("meta") or {}),
             "depends_on": {"nodes": sorted(graph.parents[uid]),
                            "macros": sorted(getattr(node, "used_macros", []))},
         }

@@ -32,6 +32,7 @@ import os
 import shutil
 from pathlib import Path
 
+from . import normalization
 from .errors import ProjectError
 from .nodes import Model
 
@@ -171,6 +172,7 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     try:
         for relative in keep:
             _link_or_copy(current / relative, version / relative)
+        to_write = normalization.annotate(to_write, model.config)
         writer = to_write.write.mode("append").options(**options)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
@@ -181,9 +183,10 @@ def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprin
     finally:
         for frame in cached:
             frame.unpersist()
+    meta = model.config.get("meta")
     return publish_written(spark, warehouse, model.name, version,
                            written_schema=None if partition_by else to_write.schema,
-                           fingerprint=fingerprint, logic=logic, seen=seen)
+                           fingerprint=fingerprint, logic=logic, seen=seen, **({"meta": meta} if meta else {}))
 
 
 # A table that merges or deletes rows has its small files rewritten together once it has this many.

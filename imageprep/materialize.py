@@ -5,6 +5,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import normalization
 from .errors import ProjectError
 from .nodes import Model, Seed
 from .warehouse import Warehouse
@@ -33,8 +34,9 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
 
         return materialize_incremental(spark, model, sql, warehouse, fingerprint, logic=logic, seen=seen)
     if kind in ("table", "incremental"):
-        return write_table(spark, frame, model.name, warehouse, partition_columns(model), fingerprint, logic=logic,
-                           seen=seen, options=write_options(model))
+        return write_table(spark, normalization.annotate(frame, model.config), model.name, warehouse,
+                           partition_columns(model), fingerprint, logic=logic, seen=seen,
+                           options=write_options(model), meta=model.config.get("meta"))
     raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
 
 
@@ -60,8 +62,10 @@ def write_options(model: Model) -> dict[str, str]:
 
 def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: list[str],
                 fingerprint: str | None = None, logic: str | None = None,
-                seen: dict[str, list[str]] | None = None, options: dict[str, str] | None = None) -> Written:
-    """Write a new version; switch to it only once every file is written."""
+                seen: dict[str, list[str]] | None = None, options: dict[str, str] | None = None,
+                meta: dict | None = None) -> Written:
+    """Write a new version; switch to it only once every file is written. `meta`: the model's
+    config meta, kept in the table's catalog entry."""
     version = warehouse.new_version(name)
     try:
         writer = frame.write.mode("errorifexists").options(**(options or {}))
@@ -72,7 +76,7 @@ def write_table(spark, frame, name: str, warehouse: Warehouse, partition_by: lis
         warehouse.discard(version)
         raise
     return publish_written(spark, warehouse, name, version, written_schema=None if partition_by else frame.schema,
-                           fingerprint=fingerprint, logic=logic, seen=seen)
+                           fingerprint=fingerprint, logic=logic, seen=seen, **({"meta": meta} if meta else {}))
 
 
 def publish_written(spark, warehouse: Warehouse, name: str, version, seen=None, written_schema=None,

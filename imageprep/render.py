@@ -18,6 +18,7 @@ from typing import Any, Callable
 import jinja2
 from jinja2 import StrictUndefined
 
+from . import normalization
 from .errors import ProjectError
 from .new_rows import view_name as new_rows_view
 from .nodes import MODEL, SEED, TEST, DataTest, Model, Node
@@ -195,6 +196,8 @@ class Renderer:
         if phase == "parse":
             folder_tags = set(_as_list(model.config.get("tags")))
             model.config.update(record["config"])
+            if "meta" in model.config:
+                model.config["meta"] = normalization.complete_meta(model.config["meta"], model.name, model.path)
             # Tags add up, as in dbt: a model keeps its folder's tags and adds its own.
             model.tags = sorted(folder_tags | set(_as_list(record["config"].get("tags"))))
             model.config["tags"] = model.tags

@@ -3,20 +3,30 @@
 A built table is a folder of plain Parquet files, `target/warehouse/<table>` (often a
 symlink to the version the last build wrote). This module reads it with PyArrow, one
 row group at a time, so memory stays bounded by a row group plus one shuffle buffer,
-however large the table is. Rows of `train_set` and friends hold the image as `tensor`
-(raw float32, little-endian, C order) with its shape in `tensor_shape` (e.g. [3,224,224]),
-and the class as `label_index`; each row is one example (augmented copies are rows too).
+however large the table is. Rows of `train_set` and friends hold the resized image as
+`image` (our image struct: RGB uint8 pixels, interleaved HWC, with height, width and
+nChannels) and the class as `label_index`; each row is one example (augmented copies are
+rows too). The table records how its images become tensors (`meta.normalization`: method,
+mean, std, layout), and batches are normalized that way when they are read, bit for bit
+as SQL's `normalize(image, method)` would give them.
 
     from imageprep.training import numpy_batches, table_path
 
     train = table_path(".", "train_set")          # ./target/warehouse/train_set
     for epoch in range(10):
         for x, y in numpy_batches(train, batch_size=32, shuffle=True, seed=epoch):
-            ...  # x: float32 (32, 3, 224, 224), y: int64 (32,)
+            ...  # x: float32 (32, 3, 224, 224), normalized as recorded; y: int64 (32,)
+
+    # The uint8 pixels instead, to normalize on the GPU (4 times less to copy there):
+    for x, y in numpy_batches(train, batch_size=32, output="uint8"):
+        ...  # x: uint8 (32, 3, 224, 224) in the recorded layout; table_normalization(train) says how
 
     # Any numeric column works as x: colour histograms for a linear model
     for x, y in numpy_batches(train, batch_size=256, columns=("color_histogram", "label_index")):
         ...  # x: float32 (256, n_bins)
+
+A table written with float32 tensors (`tensor` bytes with `tensor_shape`, var
+`store_tensors`) is read as before: `columns=("tensor", "label_index")`.
 
 With PyTorch installed (`pip install torch`):
 
@@ -64,6 +74,7 @@ training (several processes, each with its own DataLoader) is not split here.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,17 +84,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
+from udfs.kernels import normalize as normalize_kernel
+
+from . import normalization
 from .errors import ProjectError
+from .warehouse import CATALOG_FILE
 
 __all__ = [
     "TableNotFoundError",
     "table_path",
+    "table_normalization",
     "numpy_batches",
     "make_torch_dataset",
     "ImageTableDataset",
 ]
 
+OUTPUTS = ("float32", "uint8")
 TORCH_MISSING = ("PyTorch is not installed, and the PyTorch dataset needs it: pip install torch "
                  "(numpy_batches() works without it)")
 
@@ -104,39 +122,63 @@ def table_path(project_dir: str | os.PathLike, name: str) -> Path:
 
 
 def numpy_batches(table_path: str | os.PathLike, batch_size: int = 32,
-                  columns: Sequence[str] = ("tensor", "label_index"), shuffle: bool = False,
+                  columns: Sequence[str] | None = None, shuffle: bool = False,
                   seed: int = 0, drop_last: bool = False, *,
-                  shuffle_buffer: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                  shuffle_buffer: int | None = None, output: str = "float32",
+                  normalization: str | dict | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield `(x, y)` batches of a built table, streaming it row group by row group.
 
-    `columns` names the input and the target column. The input is either a binary
-    column of raw little-endian float32 (`tensor`), reshaped to each row's
-    `<column>_shape` (`tensor_shape`), giving x of shape (B, *shape); or a list of
-    numbers (`color_histogram`), giving x of shape (B, length). x is always a new,
-    writable float32 array. The target is an integer column (y: int64, shape (B,)) or a
-    list of integers such as `label_onehot` (y: int64, shape (B, K)).
+    `columns` names the input and the target column; by default `image` (or, in a table
+    without one, `tensor`) and `label_index`. The input is one of:
+
+    - an image column (our image struct): with `output="float32"` (the default), x is
+      the images normalized as the table records (`table_normalization`), or as
+      `normalization` says (a method name such as "imagenet", or a record like the
+      table's), shape (B, C, H, W) for layout CHW; bit-identical to SQL
+      `normalize(image, method, mean, std, layout)` of the same rows. With
+      `output="uint8"`, x is the pixels themselves in the same layout, to normalize
+      elsewhere (on the GPU);
+    - a binary column of raw little-endian float32 (`tensor`), reshaped to each row's
+      `<column>_shape` (`tensor_shape`), giving x of shape (B, *shape);
+    - a list of numbers (`color_histogram`), giving x of shape (B, length).
+
+    x is always a new, writable array. The target is an integer column (y: int64,
+    shape (B,)) or a list of integers such as `label_onehot` (y: int64, shape (B, K)).
 
     All rows of one batch must share a shape: otherwise ValueError naming the `path`
     of the row that differs. The last batch has fewer rows unless `drop_last`.
     `shuffle`, `seed` and `shuffle_buffer`: see the module docstring.
     """
-    reader = _TableReader(table_path, columns)  # errors now, not at the first next()
+    reader = _TableReader(table_path, columns, output, normalization)  # errors now, not at the first next()
     return reader.batches(batch_size, shuffle=shuffle, seed_key=(_check_seed(seed),),
                           drop_last=drop_last, shuffle_buffer=shuffle_buffer)
 
 
-def make_torch_dataset(table_path: str | os.PathLike, columns: Sequence[str] = ("tensor", "label_index"),
+def table_normalization(table_path: str | os.PathLike, column: str = "image") -> dict | None:
+    """How the table's `column` images become tensors, as recorded when it was built, or None.
+
+    A dict with `method`, `mean` and `std` (per channel, on the 0..1 scale; None for
+    `standard`, which uses each image's own statistics), `layout` ("CHW" or "HWC"),
+    `channel_order`, `dtype` and `formula`. Read from the warehouse catalog beside the
+    table folder when there is one, else from the Parquet files' schema metadata.
+    """
+    return _TableReader(table_path, (column, None), "uint8", None).recorded_normalization()
+
+
+def make_torch_dataset(table_path: str | os.PathLike, columns: Sequence[str] | None = None,
                        shuffle: bool = False, seed: int = 0, *, shuffle_buffer: int | None = None,
-                       read_batch_rows: int = 32):
+                       read_batch_rows: int = 32, output: str = "float32",
+                       normalization: str | dict | None = None):
     """An `ImageTableDataset` over the table; ImportError (with the fix) without PyTorch.
 
-    `read_batch_rows` rows are read and decoded at a time; the shuffle buffer defaults
-    to `max(8 * read_batch_rows, 256)` rows per worker. Rows are yielded one by one: give
+    `columns`, `output` and `normalization` as for `numpy_batches`. `read_batch_rows`
+    rows are read and decoded at a time; the shuffle buffer defaults to
+    `max(8 * read_batch_rows, 256)` rows per worker. Rows are yielded one by one: give
     the DataLoader its own `batch_size`.
     """
     cls = _torch_dataset_class()
-    return cls(table_path, columns=columns, shuffle=shuffle, seed=seed,
-               shuffle_buffer=shuffle_buffer, read_batch_rows=read_batch_rows)
+    return cls(table_path, columns=columns, shuffle=shuffle, seed=seed, shuffle_buffer=shuffle_buffer,
+               read_batch_rows=read_batch_rows, output=output, normalization=normalization)
 
 
 def __getattr__(name: str):
@@ -167,16 +209,18 @@ def _build_torch_dataset_class():
         new, reproducible shuffle for epoch e. See the module docstring for the order.
         """
 
-        def __init__(self, table_path, columns=("tensor", "label_index"), shuffle=False, seed=0,
-                     shuffle_buffer=None, read_batch_rows=32):
+        def __init__(self, table_path, columns=None, shuffle=False, seed=0,
+                     shuffle_buffer=None, read_batch_rows=32, output="float32", normalization=None):
             self.table_path = str(table_path)
-            self.columns = tuple(columns)
             self.shuffle = bool(shuffle)
             self.seed = _check_seed(seed)
             self.shuffle_buffer = shuffle_buffer
             self.read_batch_rows = int(read_batch_rows)
+            self.output = output
+            self.normalization = normalization
             self.epoch = 0
-            _TableReader(self.table_path, self.columns)  # fail now on a missing table or column
+            # fail now on a missing table or column; keep the columns it chose
+            self.columns = _TableReader(self.table_path, columns, output, normalization).columns
 
         def set_epoch(self, epoch: int) -> None:
             """Use the shuffle order of this epoch (call before iterating; ignored without shuffle)."""
@@ -185,7 +229,7 @@ def _build_torch_dataset_class():
         def __iter__(self):
             info = get_worker_info()
             part, parts = (info.id, info.num_workers) if info is not None else (0, 1)
-            reader = _TableReader(self.table_path, self.columns)
+            reader = _TableReader(self.table_path, self.columns, self.output, self.normalization)
             batches = reader.batches(self.read_batch_rows, shuffle=self.shuffle,
                                      seed_key=(self.seed, self.epoch), drop_last=False,
                                      shuffle_buffer=self.shuffle_buffer, part=part, parts=parts)
@@ -220,7 +264,7 @@ class _Unit:
 class _Segment:
     """Consecutive decoded rows of one row group that share one input shape."""
 
-    x: np.ndarray  # (n, *shape) float32; may be a read-only view of Arrow memory
+    x: np.ndarray  # (n, *shape) float32, or uint8 (n, H, W, C) images; may be a read-only view of Arrow memory
     y: np.ndarray  # (n,) or (n, K) int64
     paths: pa.Array | None  # the `path` column, for error messages
     unit: _Unit
@@ -240,39 +284,60 @@ def _where(paths: pa.Array | None, i: int, unit: _Unit, first_row: int) -> str:
 class _TableReader:
     """A table folder's row groups and the columns to read, checked once."""
 
-    def __init__(self, path: str | os.PathLike, columns: Sequence[str]):
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str] | None, output: str = "float32",
+                 normalization: str | dict | None = None):
         given = Path(path)
         if not given.is_dir():
             raise TableNotFoundError("table folder not found; build the table first: "
                                      "python runner.py build", path=str(given))
+        self.given = given
         self.path = given.resolve()  # pin the version a symlink points to now
-        columns = tuple(columns)
-        if len(columns) != 2:
-            raise ValueError(f"columns must be (input column, target column), got {columns!r}")
-        self.x_col, self.y_col = columns
         self.dataset = ds.dataset(str(self.path), format="parquet", partitioning="hive",
                                   ignore_prefixes=[".", "_"])
         if not self.dataset.files:
             raise ValueError(f"{given}: no Parquet files in the table folder (an unfinished build?)")
         schema = self.dataset.schema
+        if columns is None:
+            columns = ("image" if "image" in schema.names else "tensor", "label_index")
+        columns = tuple(columns)
+        if len(columns) != 2:
+            raise ValueError(f"columns must be (input column, target column), got {columns!r}")
+        self.columns = columns
+        self.x_col, self.y_col = columns
         for col in columns:
-            if col not in schema.names:
+            if col is not None and col not in schema.names:
                 raise ValueError(f"{given}: no column {col!r}; the table has {', '.join(schema.names)}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
         x_type = schema.field(self.x_col).type
+        self.x_image = _is_image(x_type)
         self.x_binary = pa.types.is_binary(x_type) or pa.types.is_large_binary(x_type)
         self.shape_col = f"{self.x_col}_shape"
         if self.x_binary and self.shape_col not in schema.names:
             raise ValueError(f"{given}: binary column {self.x_col!r} needs its shape in a column "
                              f"{self.shape_col!r}, which the table lacks")
-        if not self.x_binary and not (_is_list(x_type) and _is_number(x_type.value_type)):
-            raise ValueError(f"{given}: column {self.x_col!r} is {x_type}; expected binary float32 "
+        if not (self.x_image or self.x_binary or (_is_list(x_type) and _is_number(x_type.value_type))):
+            raise ValueError(f"{given}: column {self.x_col!r} is {x_type}; expected an image, binary float32 "
                              "(with a _shape column) or a list of numbers")
-        y_type = schema.field(self.y_col).type
-        if not (pa.types.is_integer(y_type)
-                or (_is_list(y_type) and pa.types.is_integer(y_type.value_type))):
-            raise ValueError(f"{given}: target column {self.y_col!r} is {y_type}; expected integers "
-                             "(label_index rather than label)")
-        self.read_cols = [self.x_col, self.y_col] + ([self.shape_col] if self.x_binary else [])
+        if output == "uint8" and not self.x_image:
+            raise ValueError(f"{given}: output='uint8' needs an image column, and {self.x_col!r} is {x_type}")
+        self.output = output
+        self.spec = None
+        if self.x_image:
+            self.spec = _normalization_spec(normalization, self.x_col) if normalization is not None \
+                else self.recorded_normalization()
+            if self.spec is None and output == "float32":
+                raise ValueError(f"{given}: the table records no normalization for {self.x_col!r}; pass "
+                                 "normalization='imagenet' (or another method), or output='uint8' for the pixels")
+        self.layout = (self.spec or {}).get("layout", "CHW")
+        if self.y_col is not None:
+            y_type = schema.field(self.y_col).type
+            if not (pa.types.is_integer(y_type)
+                    or (_is_list(y_type) and pa.types.is_integer(y_type.value_type))):
+                raise ValueError(f"{given}: target column {self.y_col!r} is {y_type}; expected integers "
+                                 "(label_index rather than label)")
+        self.read_cols = [c for c in (self.x_col, self.y_col) if c is not None]
+        self.read_cols += [self.shape_col] if self.x_binary else []
         if "path" in schema.names and "path" not in self.read_cols:
             self.read_cols.append("path")
         self.units: list[_Unit] = []
@@ -281,6 +346,29 @@ class _TableReader:
                 rg = piece.row_groups[0]
                 if rg.num_rows:
                     self.units.append(_Unit(piece, os.path.relpath(piece.path, self.path), rg.id))
+
+    def recorded_normalization(self) -> dict | None:
+        """The x column's normalization as the build recorded it: the catalog's entry for this table
+        (the current version's), else the Parquet files' schema, which must then agree."""
+        catalog = self.given.parent / CATALOG_FILE
+        if catalog.is_file():
+            try:
+                entry = json.loads(catalog.read_text(encoding="utf-8")).get(self.given.name) or {}
+            except (OSError, ValueError):
+                entry = {}
+            spec = (entry.get("meta") or {}).get(normalization.KEY)
+            if entry.get("version") and (self.given.parent / entry["version"]).resolve() == self.path and spec \
+                    and spec.get("column") == self.x_col:
+                return spec
+        found: dict[str, str] = {}
+        for file in sorted(self.dataset.files):
+            spec = normalization.from_parquet_schema(pq.read_schema(file).metadata, self.x_col)
+            found.setdefault(json.dumps(spec, sort_keys=True), file)
+        if len(found) > 1:
+            raise ValueError(f"{self.given}: the Parquet files record different normalizations for "
+                             f"{self.x_col!r} ({', '.join(os.path.basename(f) for f in found.values())}); "
+                             "rebuild the table with --full-refresh, or pass normalization=")
+        return json.loads(next(iter(found))) if found else None
 
     # -- batches -------------------------------------------------------------------------
 
@@ -368,20 +456,32 @@ class _TableReader:
         if bad:
             k = int(np.flatnonzero(np.isin(sid, bad))[0])
             seg = segs[int(sid[k])]
-            what = self.shape_col if self.x_binary else f"length of {self.x_col}"
+            what = (self.shape_col if self.x_binary else
+                    f"(height, width, nChannels) of {self.x_col}" if self.x_image else f"length of {self.x_col}")
             raise ValueError(
                 f"{self.path}: the rows of one batch must share a shape, but the row with "
                 f"{seg.where(int(rid[k]))} has {what} {list(seg.x.shape[1:])} while the batch's "
                 f"first row ({first.where(int(rid[0]))}) has {list(shape)}. Resize every image "
                 "to one size in the model that writes the table, or use batch_size=1.")
-        x = np.empty((len(sid), *shape), dtype=np.float32)
+        x = np.empty((len(sid), *shape), dtype=first.x.dtype)
         y = np.empty((len(sid), *first.y.shape[1:]), dtype=np.int64)
         for s in used:
             seg = segs[int(s)]
             pos = np.flatnonzero(sid == s)
             x[pos] = seg.x[rid[pos]]
             y[pos] = seg.y[rid[pos]]
-        return x, y
+        return self._as_output(x), y
+
+    def _as_output(self, x: np.ndarray) -> np.ndarray:
+        """Images (B, H, W, C) uint8 as the caller asked: normalized float32, or uint8 in the layout."""
+        if not self.x_image:
+            return x
+        if self.output == "uint8":
+            return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if self.layout == "CHW" else x
+        method = self.spec["method"]
+        if method in normalize_kernel.METHODS and method != "custom":  # the method's own definition
+            return normalize_kernel.normalize_batch(x, method, layout=self.layout)
+        return normalize_kernel.normalize_batch(x, "custom", self.spec["mean"], self.spec["std"], self.layout)
 
     # -- decoding ------------------------------------------------------------------------
 
@@ -405,7 +505,22 @@ class _TableReader:
         y = self._decode_y(batch.column(self.y_col), where)
         xs = batch.column(self.x_col)
         _no_nulls(xs, self.x_col, where, self.path)
-        if self.x_binary:
+        if self.x_image:
+            shapes = np.stack([xs.field(f).to_numpy(zero_copy_only=False).astype(np.int64)
+                               for f in ("height", "width", "nChannels")], axis=1)
+            xs = xs.field("data")
+            _no_nulls(xs, f"{self.x_col}.data", where, self.path)
+            lengths = pc.binary_length(xs).to_numpy(zero_copy_only=False).astype(np.int64)
+            expected = np.prod(shapes, axis=1)
+            if (lengths != expected).any():
+                bad = int(np.flatnonzero(lengths != expected)[0])
+                raise ValueError(
+                    f"{self.path}: {self.x_col}.data of the row with {where(bad)} has {lengths[bad]} bytes, "
+                    f"but height x width x nChannels {shapes[bad].tolist()} needs {expected[bad]}")
+            offset_type = np.int64 if pa.types.is_large_binary(xs.type) else np.int32
+            _, offsets_buf, data_buf = xs.buffers()
+            offsets = np.frombuffer(offsets_buf, dtype=offset_type)[xs.offset:xs.offset + n + 1]
+        elif self.x_binary:
             shapes = self._shapes(batch.column(self.shape_col), where)
             lengths = pc.binary_length(xs).to_numpy(zero_copy_only=False).astype(np.int64)
             expected = np.prod(shapes, axis=1) * 4
@@ -425,7 +540,11 @@ class _TableReader:
         bounds = [0, *change.tolist(), n]
         for a, b in zip(bounds[:-1], bounds[1:]):
             shape = (b - a, *(int(s) for s in shapes[a]))
-            if self.x_binary:
+            if self.x_image:
+                start, count = int(offsets[a]), int(offsets[b] - offsets[a])
+                x = (np.frombuffer(data_buf, dtype=np.uint8, count=count, offset=start).reshape(shape)
+                     if count else np.zeros(shape, dtype=np.uint8))
+            elif self.x_binary:
                 start, count = int(offsets[a]), int(offsets[b] - offsets[a]) // 4
                 x = (np.frombuffer(data_buf, dtype="<f4", count=count, offset=start).reshape(shape)
                      if count else np.zeros(shape, dtype=np.float32))
@@ -460,6 +579,23 @@ class _TableReader:
                              f"{lengths[bad]} values, the row with {where(0)} {lengths[0]}")
         flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
         return np.asarray(flat, dtype=np.int64).reshape(len(col), int(lengths[0]))
+
+
+def _normalization_spec(given: str | dict, column: str) -> dict:
+    """A caller's normalization (a method name, or a record like the one a table keeps), completed."""
+    if isinstance(given, str):
+        given = {"method": given}
+    if not isinstance(given, dict) or "method" not in given:
+        raise ValueError(f"normalization must be a method name such as 'imagenet' or a dict with 'method', "
+                         f"got {given!r}")
+    mean, std = (given.get("mean"), given.get("std")) if given["method"] == "custom" else (None, None)
+    spec = normalize_kernel.describe(given["method"], mean, std, given.get("layout", "CHW"))
+    return {"column": column, **spec}
+
+
+def _is_image(t: pa.DataType) -> bool:
+    """Our image struct (or Spark's image source struct): height, width, nChannels and binary data."""
+    return pa.types.is_struct(t) and all(t.get_field_index(f) >= 0 for f in ("height", "width", "nChannels", "data"))
 
 
 def _no_nulls(col: pa.Array, name: str, where, table: Path) -> None:

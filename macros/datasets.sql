@@ -14,11 +14,15 @@
     transform(sequence(0, {{ n_labels }} - 1), i -> if(i = {{ index }}, 1, 0))
 {%- endmacro %}
 
-{#- The rows of one training split: original images (copy_index 0) with labels, tensors and
-    features; augmented copies are added to the train split only. Incremental: a build reads and
-    computes tensors only for images that are new or changed (an image keeps its split), and
-    removes the rows of images that left the split. A new label moves the label indices after
-    it, so a change in the label encoding rebuilds the set in full (full_refresh_when). -#}
+{#- The rows of one training split: original images (copy_index 0) with labels, the uint8 image
+    and its colour histogram; augmented copies are added to the train split only. The table holds
+    images, not tensors: how to make the tensor (var normalization) is recorded with the table
+    (meta.normalization: in manifest.json, the catalog and each Parquet file's schema), and
+    imageprep.training applies it when it reads a batch, as SQL's normalize(image, ...) would. With
+    var store_tensors the float32 tensor is stored as well (column tensor, with tensor_shape).
+    Incremental: a build reads only images that are new or changed (an image keeps its split), and
+    removes the rows of images that left the split. A new label moves the label indices after it,
+    so a change in the label encoding rebuilds the set in full (full_refresh_when). -#}
 {% macro training_rows(split_name, with_augmented=false) -%}
 {%- set this_set = this -%}
 {{ config(
@@ -27,22 +31,21 @@
                  ~ " r on r.path = s.path where s.split = '" ~ split_name ~ "' and s.path = " ~ this_set ~ ".path"
                  ~ " and r.content_sha256 = " ~ this_set ~ ".content_sha256)",
     full_refresh_when="exists (select label, label_index, size(label_onehot) from " ~ this_set
-                      ~ " except select label, label_index, count(*) over () from " ~ ref('labels') ~ ")"
+                      ~ " except select label, label_index, count(*) over () from " ~ ref('labels') ~ ")",
+    meta={'normalization': {'column': 'image', 'method': var('normalization'), 'layout': 'CHW'}}
 ) }}
 with label_count as (
     select count(*) as n_labels from {{ ref('labels') }}
 ),
 originals as (
-    select r.path, r.content_sha256, s.label, 0 as copy_index, r.image, f.color_histogram
+    select r.path, r.content_sha256, s.label, 0 as copy_index, r.image, r.color_histogram
     from {{ new_rows(ref('images_resized')) }} r
     join {{ ref('splits') }} s on s.path = r.path
-    join {{ ref('image_features') }} f on f.path = r.path
     where s.split = '{{ split_name }}'
 ),
 {%- if with_augmented %}
 augmented as (
-    select a.path, a.content_sha256, s.label, a.copy_index, a.image,
-           color_histogram(a.image, {{ var('histogram_bins') }}) as color_histogram
+    select a.path, a.content_sha256, s.label, a.copy_index, a.image, a.color_histogram
     from {{ new_rows(ref('images_augmented')) }} a
     join {{ ref('splits') }} s on s.path = a.path
 ),
@@ -71,8 +74,11 @@ select
     label_index,
     {{ one_hot('label_index', 'n_labels') }} as label_onehot,
     copy_index,
+    image,
+    {%- if var('store_tensors', false) %}
     normalize(image, '{{ var("normalization") }}') as tensor,
     tensor_shape(image) as tensor_shape,
+    {%- endif %}
     color_histogram
 from labelled
 {%- endmacro %}

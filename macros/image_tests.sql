@@ -25,6 +25,14 @@ from (select path, tensor_range({{ column_name }}) as r from {{ new_rows(model) 
 where not (r.min >= {{ min_value }} and r.max <= {{ max_value }})
 {% endtest %}
 
+{#- Images of one flat colour (in every channel the smallest value is the largest), judged on the
+    image_stats the decoding call computed: often a broken file or a blank scan (use with severity: warn). -#}
+{% test not_one_flat_color(model, column_name) %}
+select path, {{ column_name }}.min as min_values, {{ column_name }}.max as max_values
+from {{ new_rows(model) }}
+where {{ column_name }}.min = {{ column_name }}.max
+{% endtest %}
+
 {#- Classes with fewer than min_count images (use with severity: warn). -#}
 {% test min_rows_per_value(model, column_name, min_count) %}
 select {{ column_name }}, count(*) as n_rows

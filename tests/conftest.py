@@ -44,3 +44,8 @@ def labeled_dir() -> Path:
 @pytest.fixture(scope="session")
 def labeled_manifest() -> Path:
     return _shared("labeled_manifest.csv")
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    return _shared("photos")

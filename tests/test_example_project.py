@@ -106,7 +106,7 @@ def test_splits_are_stratified_and_within_one_image_of_the_ratios(sample):
             assert abs(per_label[(label, split)] - 12 * ratio) <= 1, (label, split, per_label)
 
 
-def test_training_sets_hold_tensors_labels_and_augmented_copies(sample):
+def test_training_sets_hold_uint8_images_labels_and_augmented_copies(sample):
     project, _ = sample
     train, val, test = read(project, "train_set"), read(project, "val_set"), read(project, "test_set")
     splits = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
@@ -115,18 +115,63 @@ def test_training_sets_hold_tensors_labels_and_augmented_copies(sample):
     assert Counter(train["copy_index"]) == {0: len(originals), 1: len(originals), 2: len(originals)}
     assert set(val["copy_index"]) == {0} and sorted(val["path"]) == sorted(p for p, s in splits.items() if s == "val")
     assert not set(train["path"]) & set(val["path"]) and not set(val["path"]) & set(test["path"])
+    assert "tensor" not in train and "tensor" not in val  # images, not tensors (var store_tensors is off)
+    resized = read(project, "images_resized")
+    resized_by_path = dict(zip(resized["path"], resized["image"]))
     for row in range(len(val["path"])):
-        assert val["tensor_shape"][row] == [3, 224, 224]
-        assert len(val["tensor"][row]) == 4 * 3 * 224 * 224
+        image = val["image"][row]
+        assert (image["height"], image["width"], image["nChannels"], image["mode"]) == (224, 224, 3, "RGB")
+        assert image["data"] == resized_by_path[val["path"][row]]["data"]  # the resized image itself
         onehot = val["label_onehot"][row]
         assert len(onehot) == 4 and sum(onehot) == 1 and onehot[val["label_index"][row]] == 1
-    # The tensor is the ImageNet-normalized resized image, channels first.
-    resized = read(project, "images_resized")
-    image = resized["image"][resized["path"].index(val["path"][0])]
-    pixels = np.frombuffer(image["data"], np.uint8).reshape(224, 224, 3).astype(np.float64) / 255
-    expected = ((pixels - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)
-    got = np.frombuffer(val["tensor"][0], "<f4").reshape(3, 224, 224)
-    assert np.abs(got - expected).max() < 1e-5
+    # Each row's histogram is its own image's, augmented copies included.
+    augmented = read(project, "images_augmented")
+    copies = {(p, c): img for p, c, img in zip(augmented["path"], augmented["copy_index"], augmented["image"])}
+    for row in range(len(train["path"])):
+        path, copy_index = train["path"][row], train["copy_index"][row]
+        image = resized_by_path[path] if copy_index == 0 else copies[(path, copy_index)]
+        assert train["image"][row]["data"] == image["data"]
+        pixels = np.frombuffer(image["data"], np.uint8).reshape(224, 224, 3)
+        expected = np.concatenate([np.histogram(pixels[:, :, c], bins=32, range=(0, 256))[0] for c in range(3)])
+        assert train["color_histogram"][row] == expected.tolist()
+
+
+def test_training_sets_record_their_normalization_in_parquet_catalog_and_manifest(sample):
+    from imageprep.normalization import from_parquet_schema
+    from imageprep.training import table_normalization
+
+    project, _ = sample
+    expected = {"column": "image", "method": "imagenet", "mean": [0.485, 0.456, 0.406],
+                "std": [0.229, 0.224, 0.225], "layout": "CHW", "channel_order": "RGB", "dtype": "float32"}
+    warehouse = project / "target/warehouse"
+    catalog = json.loads((warehouse / "_catalog.json").read_text())
+    manifest = json.loads((project / "target/manifest.json").read_text())
+    for table in ("train_set", "val_set", "test_set"):
+        files = sorted((warehouse / table).glob("*.parquet"))
+        assert files
+        for file in files:
+            recorded = from_parquet_schema(pq.read_schema(file).metadata, "image")
+            assert recorded is not None and expected.items() <= recorded.items(), file
+        assert expected.items() <= catalog[table]["meta"]["normalization"].items()
+        assert expected.items() <= manifest["nodes"][f"model.image_prep.{table}"]["meta"]["normalization"].items()
+        assert expected.items() <= table_normalization(table_path(project, table)).items()
+    assert "meta" not in catalog["images_resized"]  # only tables that say how to normalize record it
+
+
+def test_loader_tensors_equal_sql_normalize_of_the_same_rows_bit_for_bit(spark, sample):
+    project, _ = sample
+    table = table_path(project, "val_set")
+    rows = spark.read.parquet(str(table)).selectExpr(
+        "path", "normalize(image, 'imagenet') as tensor", "label_index").collect()
+    batches = list(numpy_batches(table, batch_size=3))
+    x = np.concatenate([b[0] for b in batches])
+    assert x.shape == (len(rows), 3, 224, 224) and x.dtype == np.float32
+    for i, row in enumerate(rows):
+        assert x[i].tobytes() == row["tensor"], row["path"]
+    pixels = np.concatenate([b[0] for b in numpy_batches(table, batch_size=3, output="uint8")])
+    assert pixels.dtype == np.uint8 and pixels.shape == x.shape
+    first = read(project, "val_set")["image"][0]
+    assert pixels[0].tobytes() == np.frombuffer(first["data"], np.uint8).reshape(224, 224, 3).transpose(2, 0, 1).tobytes()
 
 
 def test_augmented_copies_differ_from_originals_but_keep_their_shape(sample):
@@ -288,7 +333,35 @@ def test_torch_dataset_reads_the_built_training_set(sample):
     assert len(items) == len(test["path"])
     x, y = items[0]
     assert isinstance(x, torch.Tensor) and tuple(x.shape) == (3, 224, 224) and y == test["label_index"][0]
-    assert torch.equal(x, torch.from_numpy(np.frombuffer(test["tensor"][0], "<f4").reshape(3, 224, 224).copy()))
+    first_batch, _ = next(iter(numpy_batches(table_path(project, "test_set"), batch_size=1)))
+    assert torch.equal(x, torch.from_numpy(first_batch[0]))
+    pixels, _ = next(iter(make_torch_dataset(table_path(project, "test_set"), output="uint8")))
+    assert pixels.dtype == torch.uint8 and tuple(pixels.shape) == (3, 224, 224)
+
+
+def test_stored_tensors_equal_what_the_loader_computes(spark, tmp_path):
+    """With var store_tensors the training sets keep the float32 tensor too: the same bytes the
+    loader makes from the image, for every row and every normalization method asked."""
+    project = copy_example(tmp_path / "p")
+    assert build(project, **SMALL, store_tensors=True, normalization="standard") == 0
+    for name in ("train_set", "test_set"):
+        table = read(project, name)
+        assert table["tensor_shape"][0] == [3, 64, 64]
+        from_images = np.concatenate([x for x, _ in numpy_batches(table_path(project, name), batch_size=7)])
+        stored = np.concatenate([x for x, _ in numpy_batches(table_path(project, name), batch_size=7,
+                                                             columns=("tensor", "label_index"))])
+        assert len(stored) == len(table["path"]) and stored.tobytes() == from_images.tobytes()
+
+
+def test_one_flat_colour_image_is_a_warning_that_names_it(spark, tmp_path):
+    from PIL import Image
+
+    project = copy_example(tmp_path / "p")
+    Image.new("RGB", (80, 60), (40, 90, 200)).save(project / "data/images/paper/blank_scan.png")
+    assert build(project, **SMALL) == 0  # a warning, not a failure
+    result = run_results(project)["not_one_flat_color_images_resized_image_stats"]
+    assert result["status"] == "warn" and result["failures"] == 1
+    assert "blank_scan.png" in json.dumps(result["examples"])
 
 
 # -- Incremental builds ------------------------------------------------------------------------------

@@ -25,6 +25,10 @@ GOOD_MODEL = {"models/a.sql": "select 1 as id"}
      ["models/schema.yml", "unknown test 'not_nul'", "Did you mean 'not_null'"]),
     ({**GOOD_MODEL, "models/schema.yml": "models:\n  - name: a\n    colums: []\n"}, ["models/schema.yml", "unknown key 'colums'"]),
     ({**GOOD_MODEL, "models/schema.yml": "models:\n  - name: b\n"}, ["models/schema.yml", "model 'b' is described here but there is no b.sql"]),
+    ({"models/a.sql": "{{ config(meta={'normalization': {'column': 'image', 'method': 'imgnet'}}) }} select 1"},
+     ["models/a.sql", "meta.normalization of 'a'", "unknown normalization method 'imgnet'", "imagenet"]),
+    ({"models/a.sql": "{{ config(meta={'normalization': {'method': 'imagenet'}}) }} select 1"},
+     ["models/a.sql", "meta.normalization of 'a' must name the image column"]),
 ])
 def test_bad_project_input_exits_2_with_a_specific_message(tmp_path, capsys, files, expected):
     root = write_project(tmp_path, files)

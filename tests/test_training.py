@@ -244,3 +244,82 @@ def test_torch_dataset_epochs_and_pickling(table):
     assert epoch0 != epoch1
     copy = pickle.loads(pickle.dumps(dataset))  # what spawn-started DataLoader workers receive
     assert [y for _, y in copy] == epoch1
+
+
+# -- Image columns: tensors made in the loader, as SQL's normalize() makes them ------------------------
+
+NORMALIZATIONS = ("zero_one", "minus_one_one", "standard", "imagenet")
+
+
+def generated_photos(folder) -> None:
+    """Photo-like JPEGs and PNGs (smooth colour fields with noise, one grayscale, one flat)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for i in range(6):
+        y, x = np.mgrid[0:90 + 10 * i, 0:120]
+        field = np.stack([128 + 90 * np.sin(x / (9.0 + i) + k) * np.cos(y / 13.0 - k) for k in range(3)], axis=2)
+        pixels = np.clip(field + rng.normal(0, 8, field.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo_{i}.jpg", quality=88)
+    Image.fromarray(pixels[:, :, 0]).save(folder / "gray.png")
+    Image.new("RGB", (50, 40), (10, 200, 30)).save(folder / "flat.png")
+
+
+@pytest.fixture(scope="module", params=["generated", "shared photos"])
+def image_table(request, spark, tmp_path_factory):
+    """A Parquet table of real decoded images (`image`, `label_index`), written by Spark."""
+    if request.param == "generated":
+        folder = tmp_path_factory.mktemp("generated") / "images"
+        generated_photos(folder)
+    else:
+        folder = request.getfixturevalue("photos_dir")
+    out = tmp_path_factory.mktemp("image_table") / "images"
+    (spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(str(folder))
+     .selectExpr("path", "decode_resize(content, path, 48, 64, 'cover') as image", "0 as label_index")
+     .where("image is not null").orderBy("path").coalesce(1).write.parquet(str(out)))
+    return out
+
+
+@pytest.mark.parametrize("method", NORMALIZATIONS)
+def test_loader_tensors_equal_sql_normalize_bit_for_bit(spark, image_table, method):
+    table = spark.read.parquet(str(image_table))
+    expected = [r["t"] for r in table.selectExpr(f"normalize(image, '{method}') as t").collect()]
+    x = np.concatenate([b for b, _ in numpy_batches(image_table, batch_size=4, normalization=method)])
+    assert x.dtype == np.float32 and x.shape == (len(expected), 3, 48, 64) and len(expected) >= 6
+    for i, tensor_bytes in enumerate(expected):
+        assert x[i].tobytes() == tensor_bytes, i
+    hwc = [r["t"] for r in table.selectExpr(f"normalize(image, '{method}', NULL, NULL, 'HWC') as t").collect()]
+    x = np.concatenate([b for b, _ in numpy_batches(image_table, batch_size=5,
+                                                     normalization={"method": method, "layout": "HWC"})])
+    assert x.shape[1:] == (48, 64, 3) and [row.tobytes() for row in x] == hwc
+
+
+def test_loader_follows_the_normalization_the_table_records(spark, tmp_path, image_table):
+    from imageprep.normalization import complete_meta
+
+    spec = complete_meta({"normalization": {"column": "image", "method": "minus_one_one"}}, "t")["normalization"]
+    recorded = tmp_path / "recorded"
+    spark.read.parquet(str(image_table)).withMetadata("image", {"normalization": spec}).write.parquet(str(recorded))
+    assert training.table_normalization(recorded)["method"] == "minus_one_one"
+    expected = [r["t"] for r in spark.read.parquet(str(recorded)).selectExpr(
+        "normalize(image, 'minus_one_one') as t").collect()]
+    x = np.concatenate([b for b, _ in numpy_batches(recorded, batch_size=4)])  # image column by default
+    assert [row.tobytes() for row in x] == expected
+    pixels = np.concatenate([b for b, _ in numpy_batches(recorded, batch_size=4, output="uint8")])
+    assert pixels.dtype == np.uint8 and pixels.shape == x.shape
+    assert np.array_equal(training.normalize_kernel.normalize_batch(pixels.transpose(0, 2, 3, 1), "minus_one_one"), x)
+
+
+def test_an_image_table_without_a_recorded_normalization_says_what_to_pass(image_table):
+    with pytest.raises(ValueError, match="records no normalization for 'image'.*normalization='imagenet'"):
+        numpy_batches(image_table)
+    x, _ = next(iter(numpy_batches(image_table, batch_size=2, output="uint8")))
+    assert x.dtype == np.uint8 and x.shape == (2, 3, 48, 64)
+    with pytest.raises(ValueError, match="output must be one of float32, uint8"):
+        numpy_batches(image_table, output="float16")
+
+
+def test_uint8_output_needs_an_image_column(table):
+    with pytest.raises(ValueError, match="output='uint8' needs an image column"):
+        numpy_batches(table, output="uint8")

@@ -173,13 +173,15 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
          Param("resize_mode", "STRING", "'stretch'"), Param("interpolation", "STRING", "'bilinear'"),
          Param("normalization", "STRING", "'imagenet'"), Param("histogram_bins", "INT", "32"), _MAX_PIXELS),
         f"STRUCT<width: INT, height: INT, image: {IMAGE}, tensor: BINARY, tensor_shape: ARRAY<INT>, "
-        "histogram: ARRAY<INT>, error: STRING>",
+        "histogram: ARRAY<INT>, image_stats: STRUCT<mean: ARRAY<DOUBLE>, std: ARRAY<DOUBLE>, min: ARRAY<INT>, "
+        "max: ARRAY<INT>>, phash: BIGINT, error: STRING>",
         "Everything a training table needs from a file, in one Python call per image: `width` and `height` of the "
         "original image (EXIF orientation applied), `image` = `decode_resize(content, path, height, width, "
         "resize_mode, interpolation)` in RGB, `tensor` = `normalize(image, normalization)` (float32 CHW bytes) with "
-        "its `tensor_shape`, and `histogram` = `color_histogram(image, histogram_bins)` as integer counts. Equal to "
-        "those functions called one by one, and much faster: the file crosses into Python once and the resized "
-        "pixels are not sent back and forth between the calls. `normalization` is 'zero_one', 'minus_one_one', "
+        "its `tensor_shape`, `histogram` = `color_histogram(image, histogram_bins)` as integer counts, "
+        "`image_stats` = `image_stats(image)` and `phash` = `phash(image)`. Equal to those functions called one "
+        "by one, and much faster: the file crosses into Python once and the resized pixels are not sent back "
+        "and forth between the calls. `normalization` is 'zero_one', 'minus_one_one', "
         "'standard' or 'imagenet'; NULL skips the tensor (`tensor` and `tensor_shape` NULL), as NULL "
         "`histogram_bins` skips the histogram. For a file that is not a usable image every field but `error` is "
         "NULL and `error` says why, as `image_error` would.",
@@ -349,6 +351,19 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "SELECT path, copy_index, copy FROM images "
         "LATERAL VIEW posexplode(augment_copies(image, 'hflip; rotate(10)', 42, 4)) c AS copy_index, copy",
         ("udfs.kernels.augment", "udfs.kernels.features"), "augment_copies",
+    ),
+    FunctionSpec(
+        "prepare_augmented",
+        (Param("image", IMAGE), Param("ops", "STRING"), Param("seed", "BIGINT"), Param("k", "INT"),
+         Param("identity", "STRING", "NULL"), Param("histogram_bins", "INT", "32")),
+        f"ARRAY<STRUCT<image: {IMAGE}, histogram: ARRAY<INT>>>",
+        "`augment_copies(image, ops, seed, k, identity)` with each copy's `color_histogram(copy, histogram_bins)` "
+        "as integer counts, in one Python call: the copies' pixels are not sent back to Python for their "
+        "features. NULL `histogram_bins` leaves the histograms NULL.",
+        "SELECT path, c.pos + 1 AS copy_index, c.copy.image, c.copy.histogram FROM images "
+        "LATERAL VIEW posexplode(prepare_augmented(image, 'hflip; rotate(10)', 42, 2)) c AS pos, copy",
+        ("udfs.kernels.augment", "udfs.kernels.features", "udfs.kernels.prepare", "udfs.kernels.normalize",
+         "udfs.kernels.decode", "udfs.kernels.color", "udfs.kernels.resize"), "prepare_augmented",
     ),
 )
 

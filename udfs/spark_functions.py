@@ -37,9 +37,9 @@ DEFAULT_MAX_PIXELS = decode.DEFAULT_MAX_PIXELS
 
 IMAGE_INFO_TYPE = pa.struct([("format", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
                              ("mode", pa.string()), ("orientation", pa.int32())])
-PREPARED_FIELDS = ("width", "height", "image", "tensor", "tensor_shape", "histogram", "error")
 IMAGE_STATS_TYPE = pa.struct([("mean", pa.list_(pa.float64())), ("std", pa.list_(pa.float64())),
                               ("min", pa.list_(pa.int32())), ("max", pa.list_(pa.int32()))])
+PREPARED_FIELDS = ("width", "height", "image", "tensor", "tensor_shape", "histogram", "image_stats", "phash", "error")
 
 
 # --------------------------------------------------------------------------- decoding
@@ -110,7 +110,8 @@ def prepare_image(content: pa.Array, path: pa.Array, height: pa.Array, width: pa
                   resize_mode: pa.Array = "stretch", interpolation: pa.Array = "bilinear",
                   normalization: pa.Array = "imagenet", histogram_bins: pa.Array = 32,
                   max_pixels: pa.Array = DEFAULT_MAX_PIXELS) -> pa.Array:
-    """``prepare_image(...)``: size, resized image, tensor and histogram of each file in one Python call."""
+    """``prepare_image(...)``: size, resized image, tensor, histogram, statistics and pHash of each file in one
+    Python call."""
     n = len(content)
     heights, widths = per_row(height, n), per_row(width, n)
     resize_modes = per_row(resize_mode, n, resize_kernel.check_resize_mode)
@@ -119,14 +120,15 @@ def prepare_image(content: pa.Array, path: pa.Array, height: pa.Array, width: pa
     bins = per_row(histogram_bins, n, prepare_kernel.check_bins)
     limits = per_row(max_pixels, n, decode.check_max_pixels)
     sizes = np.zeros((2, n), dtype=np.int32)
-    pixels, tensors, shapes, histograms, errors = [], [], [], [], []
+    pixels, tensors, shapes, histograms, stats, hashes, errors = [], [], [], [], [], [], []
     for i, data in enumerate(content.to_pylist()):
         resize_kernel.check_size(heights[i], widths[i])
         try:
             done = prepare_kernel.prepare(data or b"", heights[i], widths[i], resize_modes[i], interpolations[i],
                                           normalizations[i], bins[i], limits[i])
         except decode.ImageDecodeError as error:
-            pixels.append(None), tensors.append(None), shapes.append(None), histograms.append(None)
+            for column in (pixels, tensors, shapes, histograms, stats, hashes):
+                column.append(None)
             errors.append(str(error))
             continue
         sizes[:, i] = done.width, done.height
@@ -134,6 +136,8 @@ def prepare_image(content: pa.Array, path: pa.Array, height: pa.Array, width: pa
         tensors.append(done.tensor)
         shapes.append(None if done.tensor is None else list(done.tensor.shape))
         histograms.append(done.histogram)
+        stats.append(done.stats)
+        hashes.append(done.phash)
         errors.append(None)
     bad = np.array([e is not None for e in errors], dtype=bool)
     arrays = [
@@ -143,6 +147,8 @@ def prepare_image(content: pa.Array, path: pa.Array, height: pa.Array, width: pa
         image_struct.binary_array([None if t is None else t.astype(tensor.DTYPE, copy=False) for t in tensors]),
         pa.array(shapes, pa.list_(pa.int32())),
         _int32_lists(histograms),
+        pa.array(stats, IMAGE_STATS_TYPE),
+        pa.array(hashes, pa.int64()),
         pa.array(errors, pa.string()),
     ]
     return pa.StructArray.from_arrays(arrays, names=list(PREPARED_FIELDS))
@@ -350,6 +356,33 @@ def augment_copies(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array,
                 flat_origins.append(origins[i])
         offsets.append(len(flat))
     values = image_struct.from_numpy(flat, flat_origins)
+    mask = pa.array([px is None for px in pixels], pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+
+
+def prepare_augmented(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array, identity: pa.Array = None,
+                      histogram_bins: pa.Array = 32) -> pa.Array:
+    """``prepare_augmented(image, ops, seed, k, identity, histogram_bins)``: ``array<struct<image, histogram>>``,
+    the copies of ``augment_copies`` each with its histogram counts, from one Python call."""
+    n = len(image)
+    parsed = per_row(ops, n, augment_kernel.parse_ops)
+    seeds = per_row(seed, n, _require("seed"))
+    counts = per_row(k, n, _check_copies)
+    bins = per_row(histogram_bins, n, prepare_kernel.check_bins)
+    origins = image_struct.origins(image)
+    keys = _augment_keys(origins, identity, n)
+    flat, flat_origins, histograms, offsets = [], [], [], [0]
+    pixels = image_struct.to_numpy(image)
+    for i, px in enumerate(pixels):
+        if px is not None:
+            for copy, histogram in augment_kernel.copies_with_histograms(px, parsed[i], seeds[i], keys[i], counts[i],
+                                                                         bins[i]):
+                flat.append(copy)
+                flat_origins.append(origins[i])
+                histograms.append(histogram)
+        offsets.append(len(flat))
+    values = pa.StructArray.from_arrays([image_struct.from_numpy(flat, flat_origins), _int32_lists(histograms)],
+                                        names=["image", "histogram"])
     mask = pa.array([px is None for px in pixels], pa.bool_())
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
 

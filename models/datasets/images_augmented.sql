@@ -1,7 +1,7 @@
 -- augment_copies augmented versions of each training image (copy_index 1..K; 0 is the
--- original in train_set). Every random choice comes from the seed, the path below images_path
--- and the copy index, so a rebuild or a retried Spark task gives the same bytes, and so does
--- the same set of images in another folder.
+-- original in train_set), each with its colour histogram, made in the same call. Every random
+-- choice comes from the seed, the path below images_path and the copy index, so a rebuild or a
+-- retried Spark task gives the same bytes, and so does the same set of images in another folder.
 -- Incremental: only training images that are new (or changed) are read and get copies; copies
 -- of images that left the training split, or changed, are removed. An image keeps its split, so
 -- after `--full-refresh` of splits alone, refresh this model too (`--select splits+`).
@@ -14,12 +14,13 @@ select
     r.path,
     r.content_sha256,
     cast(c.pos + 1 as int) as copy_index,
-    c.image
+    c.copy.image,
+    c.copy.histogram as color_histogram
 from {{ new_rows(ref('images_resized')) }} r
 join {{ ref('splits') }} s on s.path = r.path and s.split = 'train'
 join {{ ref('stg_files') }} f on f.path = r.path
 {{ only_new_images('r') }}
 lateral view posexplode(
-    augment_copies(r.image, '{{ var("augment_ops") }}', {{ var('seed') }}, {{ var('augment_copies') }},
-                   f.relative_path)
-) c as pos, image
+    prepare_augmented(r.image, '{{ var("augment_ops") }}', {{ var('seed') }}, {{ var('augment_copies') }},
+                      f.relative_path, {{ var('histogram_bins') }})
+) c as pos, copy

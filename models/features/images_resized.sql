@@ -1,6 +1,8 @@
 -- Every usable image at image_size x image_size, by resize_mode (cover: shorter side to size,
 -- centre crop), RGB, EXIF orientation applied. Each file is decoded once, here, straight to
 -- the size every later stage uses (JPEG draft decoding); width and height are the original's.
+-- The same call gives the per-image features (colour histogram, channel statistics, pHash),
+-- so no later model sends these pixels back to Python for them.
 --
 -- Incremental: a build reads and decodes only the files that are new or changed (size or
 -- modification time); the rows of files that were deleted or changed are removed first.
@@ -27,13 +29,16 @@ select
     n.content_sha256,
     p.width,
     p.height,
-    p.image
+    p.image,
+    p.histogram as color_histogram,
+    p.image_stats,
+    p.phash
 from new_files n
 join {{ new_rows(source('raw', 'images')) }} s on s.path = n.path
 -- A generator keeps the filter on p.error above the one call per file (a plain subquery's
 -- filter would be pushed below it and call the function twice).
 lateral view inline(array(
     prepare_image(s.content, s.path, {{ var('image_size') }}, {{ var('image_size') }},
-                  '{{ var("resize_mode") }}', '{{ var("interpolation") }}', null, null)
+                  '{{ var("resize_mode") }}', '{{ var("interpolation") }}', null, {{ var('histogram_bins') }})
 )) p
 where p.error is null

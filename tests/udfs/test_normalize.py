@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from udfs.kernels import normalize as normalize_kernel
 from udfs.kernels.normalize import METHODS, channel_affine, normalize, tensor_shape
 
 RNG = np.random.default_rng(20240601)
@@ -161,3 +162,32 @@ def test_strided_input_is_accepted():
 def test_bad_pixels_are_refused_with_the_expected_form(pixels, message):
     with pytest.raises(ValueError, match=message):
         normalize(pixels, "zero_one")
+
+
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+@pytest.mark.parametrize("method", ["zero_one", "minus_one_one", "standard", "imagenet"])
+def test_normalize_batch_is_normalize_of_each_image_bit_for_bit(method, layout):
+    batch = np.random.default_rng(3).integers(0, 256, (4, 6, 5, 3), dtype=np.uint8)
+    batch[1] = 77  # a flat image: standard's floor on the std
+    out = normalize_kernel.normalize_batch(batch, method, layout=layout)
+    expected = np.stack([normalize(image, method, layout=layout) for image in batch])
+    assert out.dtype == np.float32 and out.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("method", ["zero_one", "minus_one_one", "imagenet"])
+def test_describe_gives_the_mean_and_std_that_reproduce_the_method(method):
+    """A reader in another framework applying (x / 255 - mean) / std, as recorded, gets the method's tensor."""
+    spec = normalize_kernel.describe(method)
+    assert (spec["method"], spec["layout"], spec["channel_order"], spec["dtype"]) == (method, "CHW", "RGB", "float32")
+    pixels = np.random.default_rng(4).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    as_recorded = normalize(pixels, "custom", spec["mean"], spec["std"])
+    assert as_recorded.tobytes() == normalize(pixels, method).tobytes()
+
+
+def test_describe_standard_and_bad_methods():
+    assert normalize_kernel.describe("standard")["mean"] is None
+    assert normalize_kernel.describe("custom", [0.5] * 3, [0.25] * 3)["std"] == [0.25] * 3
+    with pytest.raises(ValueError, match="unknown normalization method 'imgnet'"):
+        normalize_kernel.describe("imgnet")
+    with pytest.raises(ValueError, match="only used by method='custom'"):
+        normalize_kernel.describe("imagenet", [0.5] * 3, [0.5] * 3)

@@ -50,6 +50,8 @@ def test_prepare_equals_the_separate_kernels(name, resize_mode):
     assert done.tensor.dtype == np.float32 and done.tensor.shape == (3, 56, 64)
     np.testing.assert_array_equal(done.histogram, features.color_histogram(pixels, 16, False))
     assert done.histogram.dtype.kind == "i" and done.histogram.sum() == 3 * 56 * 64
+    assert done.stats == features.image_stats(pixels)
+    assert done.phash == features.phash(pixels)
 
 
 def test_rotated_jpeg_reports_the_upright_size():
@@ -121,6 +123,28 @@ def test_prepare_image_in_sql_equals_the_separate_functions(spark, prep_files):
         assert p["tensor"] == row["n"]
         assert p["tensor_shape"] == [3, 40, 48]
         assert p["histogram"] == [int(v) for v in row["h"]]
+        pixels = np.frombuffer(row["d"]["data"], np.uint8).reshape(40, 48, 3)
+        assert p["image_stats"].asDict() == features.image_stats(pixels)
+        assert p["phash"] == features.phash(pixels)
+
+
+def test_prepare_augmented_equals_augment_copies_and_their_histograms(spark, prep_files):
+    ops = "hflip(p=0.5); rotate(10); brightness(0.3)"
+    rows = spark.sql(f"""
+        SELECT path, prepare_augmented(d, '{ops}', 7, 3, 'key/' || path, 16) AS p,
+               augment_copies(d, '{ops}', 7, 3, 'key/' || path) AS a,
+               prepare_augmented(d, '{ops}', 7, 2, NULL, NULL) AS bare
+        FROM (SELECT path, decode_resize(content, path, 40, 48, 'cover') AS d FROM prep_files)""").collect()
+    assert len(rows) == 6
+    for row in rows:
+        if row["a"] is None:  # not an image: NULL in, NULL out
+            assert row["p"] is None and row["bare"] is None
+            continue
+        assert [c["image"] for c in row["p"]] == list(row["a"]) and len(row["a"]) == 3
+        for copy in row["p"]:
+            pixels = np.frombuffer(copy["image"]["data"], np.uint8).reshape(40, 48, 3)
+            assert copy["histogram"] == features.histogram_counts(pixels, 16).tolist()
+        assert [c["histogram"] for c in row["bare"]] == [None, None]
 
 
 def test_prepare_image_defaults_and_null_parts(spark, prep_files):

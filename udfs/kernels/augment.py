@@ -68,7 +68,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from udfs.kernels.features import check_pixels
+from udfs.kernels.features import check_pixels, histogram_counts
 
 SEED_SCHEME = "spark-image-data/augment/v1"  # part of the hashed key: change it only to change every output
 
@@ -480,6 +480,19 @@ def augment(pixels: np.ndarray, ops: Sequence[Op] | str, seed: int, identity: st
     for op, rng in zip(ops, op_generators(seed, identity, copy_index, len(ops))):
         out = op.apply(out, rng)
     return np.array(out, dtype=np.uint8, order="C", copy=True)
+
+
+def copies_with_histograms(pixels: np.ndarray, ops: Sequence[Op] | str, seed: int, identity: str, k: int,
+                           bins: int | None = 32) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Copies ``0 .. k-1`` of :func:`augment`, each with its ``features.histogram_counts`` (``None``
+    without ``bins``): the histogram is made while the copy's pixels are at hand."""
+    if isinstance(ops, str):
+        ops = parse_ops(ops)
+    copies = []
+    for index in range(k):
+        copy = augment(pixels, ops, seed, identity, index)
+        copies.append((copy, None if bins is None else histogram_counts(copy, bins)))
+    return copies
 
 
 def op_generators(seed: int, identity: str, copy_index: int, count: int) -> list[np.random.Generator]:

@@ -95,7 +95,11 @@ def color_histogram(pixels: np.ndarray, bins: int, normalized: bool) -> np.ndarr
 def histogram_counts(pixels: np.ndarray, bins: int) -> np.ndarray:
     """The counts of :func:`color_histogram` as int64, ``bins * C`` of them (channel after channel)."""
     _check_bins(bins)
-    counts = channel_value_counts(pixels)
+    return _bin_counts(channel_value_counts(pixels), bins)
+
+
+def _bin_counts(counts: np.ndarray, bins: int) -> np.ndarray:
+    """Value counts ``(C, 256)`` summed into ``bins`` equal bins per channel, flattened channel after channel."""
     bin_of_value = (np.arange(256) * bins) >> 8
     first_value_of_bin = np.searchsorted(bin_of_value, np.arange(bins))  # every bin holds at least one value
     return np.add.reduceat(counts, first_value_of_bin, axis=1).reshape(-1)
@@ -107,7 +111,18 @@ def image_stats(pixels: np.ndarray) -> dict[str, list]:
     Floats for mean and std, ints for min and max, one entry per channel in channel order,
     so the result maps directly onto a Spark struct of arrays.
     """
+    return stats_of_counts(channel_value_counts(pixels))
+
+
+def histogram_and_stats(pixels: np.ndarray, bins: int) -> tuple[np.ndarray, dict[str, list]]:
+    """:func:`histogram_counts` and :func:`image_stats` from one count of the pixel values."""
+    _check_bins(bins)
     counts = channel_value_counts(pixels)
+    return _bin_counts(counts, bins), stats_of_counts(counts)
+
+
+def stats_of_counts(counts: np.ndarray) -> dict[str, list]:
+    """:func:`image_stats` of the pixels whose ``(C, 256)`` value counts are ``counts``."""
     mean, std = _moments(counts)
     present = counts > 0
     minimum = present.argmax(axis=1)

@@ -117,6 +117,76 @@ def channel_affine(
     return _unit_scale_affine(mean, std)
 
 
+def normalize_batch(
+    pixels: np.ndarray,
+    method: str,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    layout: str = "CHW",
+) -> np.ndarray:
+    """:func:`normalize` of each image of a ``(B, H, W, C)`` uint8 batch: ``(B, C, H, W)`` or ``(B, H, W, C)``.
+
+    Bit-identical to calling :func:`normalize` image by image (each value is the same float64
+    ``x * scale + offset`` stored as float32), but one NumPy pass per channel for the batch.
+    """
+    if pixels.ndim != 4:
+        raise ValueError(f"a batch of images has shape (B, H, W, C), got {pixels.shape}")
+    _check_layout(layout)
+    batch, height, width, channels = pixels.shape
+    if batch == 0:
+        return np.empty((0, *tensor_shape(height, width, channels, layout)), dtype=np.float32)
+    if method == "standard":  # per image: each image has its own statistics
+        affines = [channel_affine(image, method) for image in pixels]
+        scale = np.stack([a[0] for a in affines])
+        offset = np.stack([a[1] for a in affines])
+    else:
+        one_scale, one_offset = channel_affine(pixels[0], method, mean, std)
+        scale, offset = np.broadcast_to(one_scale, (batch, channels)), np.broadcast_to(one_offset, (batch, channels))
+    out = np.empty((batch, *tensor_shape(height, width, channels, layout)), dtype=np.float32)
+    scratch = np.empty((batch, height, width), dtype=np.float64)
+    for c in range(channels):
+        np.multiply(pixels[..., c], scale[:, c, None, None], out=scratch)
+        scratch += offset[:, c, None, None]
+        if layout == "CHW":
+            out[:, c] = scratch
+        else:
+            out[..., c] = scratch
+    return out
+
+
+def describe(method: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+             layout: str = "CHW", channels: int = 3) -> dict:
+    """How a uint8 RGB image becomes this method's tensor, as plain data (JSON) that a reader in
+    any framework can apply: ``method``, ``mean`` and ``std`` per channel on the 0..1 scale
+    (``None`` for ``standard``, whose statistics are each image's own), ``layout``,
+    ``channel_order``, ``dtype`` and the ``formula``.
+
+    Every method but ``standard`` is ``(x / 255 - mean) / std`` per channel: ``zero_one`` is
+    mean 0, std 1 and ``minus_one_one`` mean 0.5, std 0.5, which give the same float64 scale
+    and offset as the methods' own formulas."""
+    _check_layout(layout)
+    if method not in METHODS:
+        raise ValueError(f"unknown normalization method {method!r}; valid methods: {', '.join(METHODS)}")
+    pixel = np.zeros((1, 1, channels), dtype=np.uint8)
+    if method == "standard":
+        stats = {"mean": None, "std": None,
+                 "formula": "(x - mean_c) / max(std_c, 1 / sqrt(H * W)), mean_c and std_c (population) of "
+                            "channel c of this image, x in 0..255"}
+    else:
+        if method == "custom":
+            mean, std = _custom_stats(mean, std, channels)
+        elif mean is not None or std is not None:
+            raise ValueError(f"mean/std are only used by method='custom', not by {method!r}; remove them")
+        else:
+            mean, std = {"zero_one": ((0.0,) * channels, (1.0,) * channels),
+                         "minus_one_one": ((0.5,) * channels, (0.5,) * channels)}.get(method) or _imagenet_stats(channels)
+        channel_affine(pixel, "custom", mean, std)  # checks the statistics
+        stats = {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
+                 "formula": "(x / 255 - mean_c) / std_c, x in 0..255"}
+    return {"method": method, **stats, "layout": layout,
+            "channel_order": {1: "L", 3: "RGB", 4: "RGBA"}[channels], "dtype": "float32"}
+
+
 def _standard_affine(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel standardization with TensorFlow's floor on the standard deviation."""
     mean, std = channel_moments(pixels)

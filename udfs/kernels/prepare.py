@@ -1,7 +1,9 @@
-"""All the per-image work of a training table in one call: decode, resize, tensor, histogram.
+"""All the per-image work of a training table in one call: decode, resize, features, tensor.
 
-``prepare`` is ``decode_resize`` followed by ``normalize`` and ``color_histogram`` on the
-resized pixels, plus the original image's size, done in one pass over one decoded image.
+``prepare`` is ``decode_resize`` followed by ``color_histogram``, ``image_stats``, ``phash``
+and (optionally) ``normalize`` on the resized pixels, plus the original image's size, done
+in one pass over one decoded image. (``augment.copies_with_histograms`` is the same idea for
+augmented copies.)
 In Spark that is one Python call per image instead of four: the file bytes cross into
 Python once and the resized pixels are not sent back to the JVM only to be sent to
 Python again for the tensor and again for the histogram (each round trip of a 224 x 224
@@ -29,6 +31,8 @@ class Prepared(NamedTuple):
     height: int
     tensor: np.ndarray | None     # (3, height, width) float32, or None without a normalization
     histogram: np.ndarray | None  # int64 counts, bins per channel (R, G, B), or None without bins
+    stats: dict                   # features.image_stats: per-channel mean, std, min, max
+    phash: int                    # features.phash: 64-bit perceptual hash, signed
 
 
 def check_normalization(method: str | None) -> str | None:
@@ -60,5 +64,9 @@ def prepare(content: bytes, height: int, width: int, resize_mode: str = "stretch
     pixels, original_w, original_h = decode.decode_resize_sized(
         content, height, width, resize_mode, interpolation, "RGB", max_pixels)
     tensor = None if normalization is None else normalize_kernel.normalize(pixels, normalization)
-    histogram = None if bins is None else features.histogram_counts(pixels, bins)
-    return Prepared(pixels, original_w, original_h, tensor, histogram)
+    if bins is None:
+        histogram, stats = None, features.image_stats(pixels)
+    else:
+        histogram, stats = features.histogram_and_stats(pixels, bins)
+    return Prepared(pixels, original_w, original_h, tensor, histogram, stats, features.phash(pixels))
+
