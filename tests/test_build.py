@@ -226,3 +226,31 @@ def test_threads_run_independent_models_together_with_deterministic_output(spark
     code, out, _ = run_cli(capsys, "build", "--project-dir", str(root), "--threads", "2", "--full-refresh")
     names = [r["name"] for r in json.loads((root / "target/run_results.json").read_text())["results"]]
     assert code == 0 and names.index("unique_m0_id") < names.index("total")  # children wait for their parents' tests
+
+
+def test_image_shape_checks_the_bytes_unless_told_to_read_only_the_sizes(spark, tmp_path, capsys):
+    """The example's image_shape test: height, width and channels, and the pixel bytes they need."""
+    image = ("named_struct('origin', path, 'height', 2, 'width', 2, 'nChannels', 3, 'mode', 'RGB', "
+             "'data', if(path = 'short', unhex('000000'), unhex(repeat('00', 12)))) as image")
+    root = write_project(tmp_path, {
+        "macros/image_tests.sql": (Path(__file__).parents[1] / "macros/image_tests.sql").read_text(),
+        "models/bytes_checked.sql": f"select path, {image} from values ('ok'), ('short') as t(path)",
+        "models/sizes_only.sql": f"select path, {image} from values ('ok'), ('short') as t(path)",
+        "models/schema.yml": """
+            models:
+              - name: bytes_checked
+                columns:
+                  - name: image
+                    tests: [{image_shape: {height: 2, width: 2}}]
+              - name: sizes_only
+                columns:
+                  - name: image
+                    tests: [{image_shape: {height: 2, width: 2, check_bytes: false}}]
+            """,
+    })
+    code, _, _ = run_cli(capsys, "build", "--project-dir", str(root))
+    res = results(root)
+    assert code == 1
+    assert res["image_shape_bytes_checked_image"]["status"] == "fail"
+    assert res["image_shape_bytes_checked_image"]["examples"][0]["path"] == "short"
+    assert res["image_shape_sizes_only_image"]["status"] == "pass"

@@ -46,3 +46,12 @@ def test_daemon_uses_only_a_zip_that_belongs_to_an_installed_pyspark(tmp_path, m
     pip_zip.write_bytes(b"")
     monkeypatch.setattr(sys, "path", [str(distribution_zip), str(pip_zip)])
     assert image_data_daemon.installed_pyspark_home() == str(package)
+
+
+def test_local_scans_are_capped_at_four_partitions_per_core_and_clusters_are_not(spark):
+    from imageprep.spark_session import defaults_for
+
+    assert spark.conf.get("spark.sql.files.maxPartitionNum") == "8"  # the suite's session is local[2]
+    assert defaults_for("local[3]")["spark.sql.files.maxPartitionNum"] == "12"
+    assert defaults_for("local[*]")["spark.sql.files.maxPartitionNum"] == str(4 * os.cpu_count())
+    assert "spark.sql.files.maxPartitionNum" not in defaults_for("spark://host:7077")
