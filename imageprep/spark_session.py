@@ -31,9 +31,11 @@ LOCAL_DEFAULTS = {
     # 1.21 GB (all processes) on 2000 images and 1.62 GB on 20000 with 1g, 1.22 and 1.40 GB with
     # 576m. A quarter of it young (NewRatio=3) keeps short-lived image batches from being promoted;
     # with the row-by-row Parquet reader below, the example build takes as long as with 1g and an
-    # eighth young, and peaks at 1.8 GB instead of 2.3 (bench/README.md). Raise it in project.yml
-    # for bigger images.
-    "spark.driver.memory": "576m",
+    # eighth young, and peaks at 1.8 GB instead of 2.3 (bench/README.md). Since the training sets
+    # hold uint8 images rather than float32 tensors (a quarter of the bytes), 512m: the example
+    # build on 8000 images peaked at 1.48 GB (all processes) against 1.53 GB with 576m, in 136.0
+    # against 132.1 s (one build each). Raise it in project.yml for bigger images.
+    "spark.driver.memory": "512m",
     # Parquet is read in vectorized batches of this many rows per task; Spark's default of 4096
     # rows of 600 kB tensors is 2.4 GB per batch and ran the heap out of memory on a 2000-image
     # training set. A batch stays alive while its rows are processed, so it outlives young
