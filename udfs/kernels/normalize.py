@@ -84,7 +84,7 @@ def normalize(
     check_pixels(pixels)
     _check_layout(layout)
     scale, offset = channel_affine(pixels, method, mean, std)
-    return _apply_affine(pixels, scale, offset, layout)
+    return _apply_affine(pixels[None], scale[None], offset[None], layout)[0]
 
 
 def channel_affine(
@@ -142,16 +142,7 @@ def normalize_batch(
     else:
         one_scale, one_offset = channel_affine(pixels[0], method, mean, std)
         scale, offset = np.broadcast_to(one_scale, (batch, channels)), np.broadcast_to(one_offset, (batch, channels))
-    out = np.empty((batch, *tensor_shape(height, width, channels, layout)), dtype=np.float32)
-    scratch = np.empty((batch, height, width), dtype=np.float64)
-    for c in range(channels):
-        np.multiply(pixels[..., c], scale[:, c, None, None], out=scratch)
-        scratch += offset[:, c, None, None]
-        if layout == "CHW":
-            out[:, c] = scratch
-        else:
-            out[..., c] = scratch
-    return out
+    return _apply_affine(pixels, scale, offset, layout)
 
 
 def describe(method: str, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -228,21 +219,22 @@ def _unit_scale_affine(mean, std) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _apply_affine(pixels: np.ndarray, scale: np.ndarray, offset: np.ndarray, layout: str) -> np.ndarray:
-    """Compute ``x * scale + offset`` in float64 and store it as float32 in the requested layout.
+    """Compute ``x * scale + offset`` in float64 and store it as float32 in the requested layout,
+    for a ``(B, H, W, C)`` batch with a ``(B, C)`` scale and offset.
 
     One channel at a time: it bounds the float64 scratch memory to one channel and is ten
     times faster than broadcasting over ``(H, W, C)`` (measured 0.16 ms against 1.6 ms).
     """
-    height, width, channels = pixels.shape
-    out = np.empty(tensor_shape(height, width, channels, layout), dtype=np.float32)
-    scratch = np.empty((height, width), dtype=np.float64)
+    batch, height, width, channels = pixels.shape
+    out = np.empty((batch, *tensor_shape(height, width, channels, layout)), dtype=np.float32)
+    scratch = np.empty((batch, height, width), dtype=np.float64)
     for c in range(channels):
-        np.multiply(pixels[:, :, c], scale[c], out=scratch)
-        scratch += offset[c]
+        np.multiply(pixels[..., c], scale[:, c, None, None], out=scratch)
+        scratch += offset[:, c, None, None]
         if layout == "CHW":
-            out[c] = scratch
+            out[:, c] = scratch
         else:
-            out[:, :, c] = scratch
+            out[..., c] = scratch
     return out
 
 
