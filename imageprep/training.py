@@ -202,7 +202,8 @@ def _build_torch_dataset_class():
     from torch.utils.data import IterableDataset, get_worker_info
 
     class ImageTableDataset(IterableDataset):
-        """Rows of a built table as `(x: torch.Tensor float32, y: int)`, for a DataLoader.
+        """Rows of a built table as `(x: torch.Tensor, y: int)`, for a DataLoader: x float32 (normalized as
+        the table records), or uint8 with `output="uint8"`.
 
         Iterating yields one example per row. With several DataLoader workers, the row
         groups are split between them (each row once per epoch); `set_epoch(e)` gives a
