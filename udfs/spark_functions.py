@@ -341,34 +341,27 @@ def augment_copies(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array,
                    identity: pa.Array = None) -> pa.Array:
     """``augment_copies(image, ops, seed, k, identity)``: ``array<image>`` of copies 0..k-1, as ``augment``
     gives them."""
-    n = len(image)
-    parsed = per_row(ops, n, augment_kernel.parse_ops)
-    seeds = per_row(seed, n, _require("seed"))
-    counts = per_row(k, n, _check_copies)
-    origins = image_struct.origins(image)
-    keys = _augment_keys(origins, identity, n)
-    flat, flat_origins, offsets = [], [], [0]
-    pixels = image_struct.to_numpy(image)
-    for i, px in enumerate(pixels):
-        if px is not None:
-            for j in range(counts[i]):
-                flat.append(augment_kernel.augment(px, parsed[i], seeds[i], keys[i], j))
-                flat_origins.append(origins[i])
-        offsets.append(len(flat))
-    values = image_struct.from_numpy(flat, flat_origins)
-    mask = pa.array([px is None for px in pixels], pa.bool_())
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+    images, _, offsets, mask = _copies(image, ops, seed, k, identity, [None] * len(image))
+    return pa.ListArray.from_arrays(offsets, images, mask=mask)
 
 
 def prepare_augmented(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Array, identity: pa.Array = None,
                       histogram_bins: pa.Array = 32) -> pa.Array:
     """``prepare_augmented(image, ops, seed, k, identity, histogram_bins)``: ``array<struct<image, histogram>>``,
     the copies of ``augment_copies`` each with its histogram counts, from one Python call."""
+    bins = per_row(histogram_bins, len(image), prepare_kernel.check_bins)
+    images, histograms, offsets, mask = _copies(image, ops, seed, k, identity, bins)
+    values = pa.StructArray.from_arrays([images, _int32_lists(histograms)], names=["image", "histogram"])
+    return pa.ListArray.from_arrays(offsets, values, mask=mask)
+
+
+def _copies(image: pa.Array, ops, seed, k, identity, bins: list):
+    """The augmented copies of every row, flattened: (images, their histograms, list offsets, null mask).
+    ``bins[i]`` of None leaves row i's histograms None."""
     n = len(image)
     parsed = per_row(ops, n, augment_kernel.parse_ops)
     seeds = per_row(seed, n, _require("seed"))
     counts = per_row(k, n, _check_copies)
-    bins = per_row(histogram_bins, n, prepare_kernel.check_bins)
     origins = image_struct.origins(image)
     keys = _augment_keys(origins, identity, n)
     flat, flat_origins, histograms, offsets = [], [], [], [0]
@@ -381,10 +374,8 @@ def prepare_augmented(image: pa.Array, ops: pa.Array, seed: pa.Array, k: pa.Arra
                 flat_origins.append(origins[i])
                 histograms.append(histogram)
         offsets.append(len(flat))
-    values = pa.StructArray.from_arrays([image_struct.from_numpy(flat, flat_origins), _int32_lists(histograms)],
-                                        names=["image", "histogram"])
     mask = pa.array([px is None for px in pixels], pa.bool_())
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+    return image_struct.from_numpy(flat, flat_origins), histograms, pa.array(offsets, pa.int32()), mask
 
 
 def _augment_keys(origins: list, identity, n: int) -> list[str]:

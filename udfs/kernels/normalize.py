@@ -158,7 +158,6 @@ def describe(method: str, mean: Sequence[float] | None = None, std: Sequence[flo
     _check_layout(layout)
     if method not in METHODS:
         raise ValueError(f"unknown normalization method {method!r}; valid methods: {', '.join(METHODS)}")
-    pixel = np.zeros((1, 1, channels), dtype=np.uint8)
     if method == "standard":
         stats = {"mean": None, "std": None,
                  "formula": "(x - mean_c) / max(std_c, 1 / sqrt(H * W)), mean_c and std_c (population) of "
@@ -171,7 +170,6 @@ def describe(method: str, mean: Sequence[float] | None = None, std: Sequence[flo
         else:
             mean, std = {"zero_one": ((0.0,) * channels, (1.0,) * channels),
                          "minus_one_one": ((0.5,) * channels, (0.5,) * channels)}.get(method) or _imagenet_stats(channels)
-        channel_affine(pixel, "custom", mean, std)  # checks the statistics
         stats = {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
                  "formula": "(x / 255 - mean_c) / std_c, x in 0..255"}
     return {"method": method, **stats, "layout": layout,

@@ -69,4 +69,3 @@ def prepare(content: bytes, height: int, width: int, resize_mode: str = "stretch
     else:
         histogram, stats = features.histogram_and_stats(pixels, bins)
     return Prepared(pixels, original_w, original_h, tensor, histogram, stats, features.phash(pixels))
-
