@@ -2,6 +2,10 @@
 
 A node whose parent failed (or whose parent's error-severity test failed) is skipped and said
 to be; independent branches go on unless --fail-fast is given.
+
+The nodes publish into the warehouse's staging (Warehouse.begin_build): the run reads its own
+tables as it writes them, readers keep the last committed build, and the caller commits once at
+the end (names_to_commit says what).
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ class Execution:
     test_state: TestState | None = None
     incremental_models: set[str] = field(default_factory=set)  # rendered with is_incremental() true
     registered_sources: set[str] = field(default_factory=set)
+    listings: dict = field(default_factory=dict)  # image folders as this run listed them, by relation
 
 
 def execute(ex: Execution, command: str, selected: list[str]) -> list[NodeResult]:
@@ -105,6 +110,45 @@ def execute(ex: Execution, command: str, selected: list[str]) -> list[NodeResult
     return [results[uid] for uid in to_run]
 
 
+def names_to_commit(ex: Execution, command: str, selected: list[str], results: list[NodeResult],
+                    retry: bool = False) -> list[str] | None:
+    """The models and seeds whose staged tables and views the run makes visible when it ends.
+
+    None after an error or a failing test: everything the run wrote stays pending, readers keep
+    the last good build, and the next run reuses the tables (unchanged fingerprints). Otherwise
+    the selected models and seeds, ran or unchanged. A retry continues failed runs, so it also
+    commits the pending entries that are still current: their fingerprint is the node's now, so
+    a build would keep them as they are."""
+    if any(r.status in ("error", "fail") for r in results):
+        return None
+    kinds = RUNS[command] - {TEST}
+    names = {ex.graph.nodes[uid].name for uid in selected if ex.graph.nodes[uid].resource_type in kinds}
+    if retry:
+        uids = {node.name: uid for uid, node in ex.graph.nodes.items() if node.resource_type in (MODEL, SEED)}
+        names |= {name for name, entry in ex.warehouse.pending().items()
+                  if name in uids and entry.get("fingerprint")
+                  and entry["fingerprint"] == ex.fingerprints.get(uids[name])}
+    return sorted(names)
+
+
+def merge_passes(first: list[NodeResult], again: list[NodeResult]) -> list[NodeResult]:
+    """One result per node over two passes of a run: the second's, unless it found nothing to redo."""
+    done = {r.unique_id: r for r in first}
+    return [done.get(r.unique_id, r) if r.status == UNCHANGED else r for r in again]
+
+
+def pending_note(pending: dict, failed: bool) -> str | None:
+    """What the user should know about tables left staged and not visible, if any."""
+    if not pending:
+        return None
+    names = ", ".join(sorted(pending))
+    if failed:
+        return (f"\nReaders still see the last good build. Written but not visible yet: {names}. "
+                f"The next build or `python runner.py retry` reuses them and makes them visible.")
+    return (f"\nWritten by an earlier failed build and not visible yet: {names}. "
+            f"A build that selects them, or `python runner.py retry`, makes them visible.")
+
+
 def _waits_for(graph: Graph, uid: str, chosen: set[str]) -> set[str]:
     """Selected nodes to finish first: the node's parents and the tests of those parents."""
     parents = graph.parents[uid] & chosen
@@ -141,7 +185,8 @@ def _run_node(ex: Execution, node) -> NodeResult:
     try:
         _register_sources(ex, node)
         files_now = new_rows.register(ex.spark, ex.warehouse, node, _seen_before(ex, node, logic, built),
-                                      sources={s.relation: s for s in ex.project.sources.values()})
+                                      sources={s.relation: s for s in ex.project.sources.values()},
+                                      listings=ex.listings)
         if node.resource_type == SEED:
             written = load_seed(ex.spark, node, ex.project.root, ex.warehouse, fingerprint)
             result.rows = written.rows
@@ -224,7 +269,7 @@ def _register_sources(ex: Execution, node) -> None:
         source = ex.graph.nodes[parent]
         if source.resource_type != SOURCE or parent in ex.registered_sources:
             continue
-        read_source(ex.spark, source).createOrReplaceTempView(source.relation)
+        read_source(ex.spark, source, ex.listings.get(source.relation)).createOrReplaceTempView(source.relation)
         ex.registered_sources.add(parent)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -15,15 +16,18 @@ from pathlib import Path
 import yaml
 
 from . import artifacts, fingerprint
-from .build import Execution, execute, summary
+from .build import RUNS, Execution, execute, merge_passes, names_to_commit, pending_note, summary
+from .build_lock import build_lock
 from .errors import ProjectError
 from .fingerprint import TestState
 from .graph import INDIRECT_SELECTION, Graph, PreviousRun, select
 from .nodes import MODEL, TEST
 from .project import load_project
 from .render import Renderer
+from .sources import files_gone
 from .warehouse import Warehouse
 
+MAX_EXTRA_PASSES = 2  # builds again after files went away mid-build; a folder that never stops changing ends there
 COMMANDS = ("build", "run", "test", "seed", "compile", "ls", "show", "query", "docs", "serve", "clean", "functions")
 
 
@@ -54,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument("--fail-fast", "-x", action="store_true", help="stop at the first failure")
     running.add_argument("--threads", type=int, default=None,
                          help="models to run at the same time (default: the target's threads, or 1)")
+    locking = argparse.ArgumentParser(add_help=False)
+    locking.add_argument("--no-wait", action="store_true",
+                         help="if another build is using the warehouse, fail at once (exit 2) instead of waiting")
 
     parser = _Parser(prog="runner.py", description="Build image-preparation SQL models into Parquet tables on Spark.")
     sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
@@ -62,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         "seed": "load CSV seeds", "compile": "render SQL to target/compiled/ (starts no Spark job)",
     }
     for name, text in helps.items():
-        parents = [common, selecting] + ([running] if name != "compile" else [])
+        parents = [common, selecting] + ([running, locking] if name != "compile" else [])
         sub.add_parser(name, parents=parents, help=text)
-    sub.add_parser("retry", parents=[common], help="re-run the nodes that failed or were skipped in the last run")
+    sub.add_parser("retry", parents=[common, locking],
+                   help="re-run the nodes that failed or were skipped in the last run")
     sub.add_parser("ls", parents=[common, selecting], help="list the selected nodes")
     show = sub.add_parser("show", parents=[common], help="print the first rows of a built table")
     show.add_argument("model")
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return 2
+        args.invocation = "python runner.py " + shlex.join(argv)  # named to a build waiting for this one
         return run_command(args)
     except ProjectError as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -124,9 +133,6 @@ def run_command(args) -> int:
         return 0
     if args.command == "retry":
         args = _retry_args(args)
-        if args is None:
-            print("Nothing to retry: the last run had no failed or skipped nodes.")
-            return 0
     project = load_project(root, parse_vars(args.vars))
     target = project.target(args.target)
     if args.command == "clean":
@@ -138,10 +144,21 @@ def run_command(args) -> int:
             shutil.rmtree(path, ignore_errors=True)
             print(f"Removed {folder}/")
         return 0
+    warehouse = Warehouse.for_target(project, target)
+    if args.command not in RUNS:
+        return _run_project(args, project, target, warehouse)
+    # Commands that publish take turns on a warehouse; readers need no lock.
+    with build_lock(warehouse.root, getattr(args, "invocation", args.command), wait=not args.no_wait):
+        warehouse.begin_build()  # so the SQL is rendered against the tables as the build will read them
+        if getattr(args, "retry", False) and not args.select and not warehouse.pending():
+            print("Nothing to retry: the last run had no failed or skipped nodes.")
+            return 0
+        return _run_project(args, project, target, warehouse)
 
+
+def _run_project(args, project, target, warehouse: Warehouse) -> int:
     artifacts.open_log(project.target_path)
-    built = {name for name, entry in Warehouse.for_target(project, target).catalog().items()
-             if entry.get("kind") == "table"}
+    built = {name for name, entry in warehouse.catalog().items() if entry.get("kind") == "table"}
     renderer = Renderer(project, target.name, built, full_refresh=bool(getattr(args, "full_refresh", False)))
     renderer.render_all()
     tests = renderer.build_tests()
@@ -165,8 +182,11 @@ def run_command(args) -> int:
         from .endpoint import serve_command
 
         return serve_command(args, project, target)
-    selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None), previous,
-                                getattr(args, "indirect_selection", None) or "eager")
+    if getattr(args, "retry", False) and not args.select:
+        selected, warnings = [], []  # nothing failed: the run only commits what earlier runs left pending
+    else:
+        selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None), previous,
+                                    getattr(args, "indirect_selection", None) or "eager")
     for warning in warnings:
         print(f"Warning: {warning}", file=sys.stderr)
     if args.command == "ls":
@@ -199,22 +219,51 @@ def _execute(args, project, target, graph, executable, selected, renderer) -> in
     settings = dict(target.spark)
     if threads > 1:
         settings.setdefault("spark.scheduler.mode", "FAIR")  # concurrent models share the cores
+    if project.warehouse_outside_project(target):
+        echo(f"Warehouse: {project.warehouse_for(target)} (outside the project)")
     echo(f"Starting Spark ({target.master}) for project '{project.name}', target '{target.name}'")
     spark = create_session(target.master, app_name=project.name, settings=settings)
     echo(f"Spark {spark.version} ready in {time.perf_counter() - started:.1f}s; "
          f"running {sum(graph.nodes[u].resource_type in {'model', 'seed', 'test'} for u in selected)} selected nodes")
-    warehouse = Warehouse(project.warehouse_for(target), spark)
+    warehouse = Warehouse(project.warehouse_for(target), spark).begin_build()
     baseline = {**executable, **{m.unique_id: renderer.executable_sql(m, baseline=True)
                                  for m in project.models.values()}}
-    logic: dict[str, str] = {}
-    prints = fingerprint.compute(graph, project, baseline, fingerprint.macro_sources(renderer),
-                                 lambda source: fingerprint.listing_of(spark, source), logic=logic)
-    ex = Execution(spark, project, graph, warehouse, executable, fail_fast=args.fail_fast, echo=echo,
-                   full_refresh=args.full_refresh, fingerprints=prints, logic_prints=logic, baseline_sql=baseline,
-                   test_state=TestState(warehouse.root),
-                   incremental_models=renderer.incremental_models, threads=threads)
-    results = execute(ex, args.command, selected)
+    test_state = TestState(warehouse.root)
+
+    def one_pass() -> tuple[Execution, list]:
+        # Each image folder is listed once per pass, for its fingerprint; every node reads that listing.
+        listings: dict = {}
+        logic: dict[str, str] = {}
+        prints = fingerprint.compute(graph, project, baseline, fingerprint.macro_sources(renderer),
+                                     lambda source: fingerprint.listing_of(spark, source, listings), logic=logic)
+        for relation, listing in listings.items():
+            if not listing.files:
+                echo(f"Warning: the image folder {sources_by_relation[relation].location} holds no files")
+        ex = Execution(spark, project, graph, warehouse, executable, fail_fast=args.fail_fast, echo=echo,
+                       full_refresh=args.full_refresh, fingerprints=prints, logic_prints=logic,
+                       baseline_sql=baseline, test_state=test_state,
+                       incremental_models=renderer.incremental_models, threads=threads, listings=listings)
+        return ex, execute(ex, args.command, selected)
+
+    sources_by_relation = {s.relation: s for s in project.sources.values()}
+    ex, results = one_pass()
+    for _ in range(MAX_EXTRA_PASSES):
+        # Files deleted or rewritten while the build ran: build again (only what that changes), so
+        # the tables agree with the folder as it is now, not as it was listed.
+        if any(r.status in ("error", "fail") for r in results):
+            break
+        gone = files_gone(spark, sources_by_relation, ex.listings)
+        if not gone:
+            break
+        echo(f"{len(gone)} file{'s' * (len(gone) != 1)} went away during the build "
+             f"(deleted or rewritten); building again so the tables match the folder")
+        ex, again = one_pass()
+        results = merge_passes(results, again)
     ex.test_state.save()
+    # One switch for everything the run wrote, and only if it all went well.
+    to_commit = names_to_commit(ex, args.command, selected, results, retry=getattr(args, "retry", False))
+    if to_commit is not None:
+        warehouse.commit_build(to_commit)
     elapsed = time.perf_counter() - started
     invocation = {k: getattr(args, k, None) for k in ("vars", "target", "select", "exclude",
                                                       "indirect_selection", "full_refresh", "fail_fast")}
@@ -223,6 +272,9 @@ def _execute(args, project, target, graph, executable, selected, renderer) -> in
     lines, code = summary(results, elapsed)
     for line in lines:
         echo(line)
+    note = pending_note(warehouse.pending(), failed=to_commit is None)
+    if note:
+        echo(note)
     return code
 
 
@@ -242,20 +294,22 @@ RETRIED = ("error", "fail", "skipped")
 
 
 def _retry_args(args):
-    """The last run's command and flags, selecting only the nodes that failed or were skipped."""
+    """The last run's command and flags, selecting only the nodes that failed or were skipped.
+
+    A retry also commits the tables failed runs left pending that are still current (see
+    build.names_to_commit), so it runs even when nothing failed last time if some are pending."""
     path = Path(args.project_dir) / "target" / "run_results.json"
     if not path.exists():
         raise UsageError("nothing to retry: there is no target/run_results.json (run a build first)")
     last = json.loads(path.read_text())
     failed = [r["unique_id"] for r in last["results"] if r["status"] in RETRIED]
-    if not failed:
-        return None
     previous = last.get("args") or {}
     return argparse.Namespace(
         command=last["command"], project_dir=args.project_dir, target=args.target or previous.get("target"),
-        vars=args.vars or previous.get("vars"), select=[" ".join(f"result:{s}" for s in RETRIED)], exclude=None,
-        indirect_selection=previous.get("indirect_selection") or "eager",
-        full_refresh=bool(previous.get("full_refresh")), fail_fast=bool(previous.get("fail_fast")), threads=None)
+        vars=args.vars or previous.get("vars"), select=[" ".join(f"result:{s}" for s in RETRIED)] if failed else [],
+        exclude=None, indirect_selection=previous.get("indirect_selection") or "eager",
+        full_refresh=bool(previous.get("full_refresh")), fail_fast=bool(previous.get("fail_fast")), threads=None,
+        no_wait=args.no_wait, invocation=getattr(args, "invocation", "retry"), retry=True)
 
 
 def _query(args, project, target) -> int:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import ProjectError
 from .nodes import MODEL, SEED, SOURCE, TEST
 
 FORMAT_VERSION = "1"  # bump when what a fingerprint covers changes
@@ -97,16 +98,27 @@ def _stable_config(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("description", "docs", "meta")}
 
 
-def listing_of(spark, source) -> list | None:
-    """(path, size, mtime) of a source's files, or None where a listing cannot stand for the data."""
-    from .sources import _to_uri, list_files
+def listing_of(spark, source, listings: dict | None = None) -> list | None:
+    """(path, size, mtime) of a source's files, or None where a listing cannot stand for the data.
+
+    `listings`: where an image folder's listing is kept for the rest of the build (by relation),
+    so every node reads the files this fingerprint was made from."""
+    from .sources import _to_uri, list_files, list_image_folder
 
     if source.format == "table" or not source.location:
         return None
-    listing = list_files(spark, _to_uri(source.location), True)
-    if listing is None:
-        return None
-    return [(path, size, mtime.timestamp()) for path, size, mtime in listing]
+    if source.format == "images":
+        try:
+            listing = list_image_folder(spark, source)
+        except ProjectError:
+            return None  # the node that reads the folder reports it
+        if listings is not None:
+            listings[source.relation] = listing
+    else:
+        listing = list_files(spark, _to_uri(source.location), True)
+        if listing is None:
+            return None
+    return [list(f.key) for f in listing.files]
 
 
 def macro_sources(renderer) -> dict[str, str]:

@@ -34,10 +34,11 @@ def view_name(node_name: str, relation: str) -> str:
 
 
 def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
-             sources: dict | None = None) -> dict[str, list[str]]:
+             sources: dict | None = None, listings: dict | None = None) -> dict[str, list[str]]:
     """Register the node's new_rows views; return the files of each relation as they are now, which
     the node remembers once it succeeds. `seen_before`: the files it remembered (None: read every
-    row). `sources`: the project's sources by relation name."""
+    row). `sources`: the project's sources by relation name. `listings`: image folders as the build
+    listed them, by relation name (listed again where missing)."""
     now: dict[str, list[str]] = {}
     catalog = warehouse.catalog()
     for relation in node.new_rows_of:
@@ -51,7 +52,8 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
                 listed.append(_file_key(entry))
                 return seen is None or listed[-1] not in seen
 
-            read_image_folder(spark, source, only=unseen).createOrReplaceTempView(name)
+            read_image_folder(spark, source, only=unseen,
+                              listing=(listings or {}).get(relation)).createOrReplaceTempView(name)
             now[relation] = listed
             continue
         entry = catalog.get(relation)
@@ -79,8 +81,8 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
 
 def _file_key(entry) -> str:
     """A short digest of a listed file's (uri, size, modification time): what tells it has changed."""
-    uri, size, modified = entry
-    return hashlib.blake2b(f"{uri}|{size}|{modified.timestamp()}".encode(), digest_size=8).hexdigest()
+    uri, size, modified = entry.key
+    return hashlib.blake2b(f"{uri}|{size}|{modified}".encode(), digest_size=8).hexdigest()
 
 
 def drop(spark, node) -> None:

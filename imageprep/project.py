@@ -6,6 +6,8 @@ every mistake is reported with the file (and line, where YAML gives one) that ho
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ from .errors import ProjectError
 from .nodes import MODEL, SEED, SOURCE, TEST, DataTest, Model, Seed, Source
 
 PROJECT_FILE = "project.yml"
+# A model's or seed's name is a table name that compiled SQL uses unquoted (ref('m') is `m`), so it
+# must be a plain Spark identifier; a leading digit could read as a number (`1d`, `1e5`).
+NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 
 PROJECT_KEYS = {
     "name", "version", "model-paths", "macro-paths", "seed-paths", "test-paths", "vars", "models",
@@ -92,10 +97,63 @@ class Project:
     def warehouse_for(self, target: Target) -> str:
         """The warehouse location as a URI or an absolute path (relative paths are project-relative)."""
         location = target.warehouse or self.warehouse
-        if "://" in location or location.startswith("file:"):
+        if _is_uri(location):
             return location
         path = Path(location)
         return str(path if path.is_absolute() else self.root / path)
+
+    def warehouse_outside_project(self, target: Target) -> bool:
+        """True when the target's tables go outside the project folder (an absolute path elsewhere,
+        or a URI), which is worth saying when a build starts: nothing in the folder shows it."""
+        location = self.warehouse_for(target)
+        if _is_uri(location):
+            return not (location.startswith("file:") and _within(_file_uri_path(location), self.root))
+        return not _within(location, self.root)
+
+
+def _is_uri(location: str) -> bool:
+    return "://" in location or location.startswith("file:")
+
+
+def _file_uri_path(uri: str) -> str:
+    """The local path of a `file:` URI (file:/p, file:///p)."""
+    return "/" + uri[len("file:"):].lstrip("/")
+
+
+def _within(path: str | Path, root: Path) -> bool:
+    """Whether `path` is `root` or below it, judged on the path as written (`..` folded, symlinks
+    not followed: a link the user placed inside the project is their choice)."""
+    normalized = os.path.normpath(os.path.join(root, path))
+    return normalized == str(root) or normalized.startswith(str(root).rstrip(os.sep) + os.sep)
+
+
+def check_warehouse(location: Any, setting: str, root: Path, shown: str, line: int | None = None) -> None:
+    """A relative warehouse is relative to the project and must stay inside it: `../..` would write
+    the catalog and table versions somewhere else without a word. Absolute paths and URIs say
+    where they go, so they may point anywhere."""
+    if location is None:
+        return
+    location = str(location)
+    if _is_uri(location) or Path(location).is_absolute() or _within(location, root):
+        return
+    raise ProjectError(
+        f"{setting} '{location}' is outside the project folder (it would be "
+        f"{os.path.normpath(root / location)}). A relative warehouse path must stay inside the project; "
+        f"to store tables elsewhere, give an absolute path or a URI", path=shown, line=line)
+
+
+def check_node_name(name: str, kind: str, shown: str) -> None:
+    """Models and seeds are named by their files, and the name becomes a table name."""
+    if NODE_NAME.fullmatch(name):
+        return
+    suggestion = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not NODE_NAME.fullmatch(suggestion):
+        suggestion = f"_{suggestion}"
+    suffix = Path(shown).suffix
+    raise ProjectError(
+        f"'{name}' is not a valid {kind} name: the file name (without {suffix}) becomes a table name, "
+        f"which may hold only letters (a-z, A-Z), digits and underscores, and must not start with a "
+        f"digit. Rename the file, e.g. to {suggestion}{suffix}", path=shown)
 
 
 def closest(name: str, candidates) -> str:
@@ -160,7 +218,8 @@ def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
     if not data.get("name"):
         raise ProjectError("project.yml needs a 'name'", path=shown)
 
-    targets = _load_targets(data.get("targets") or {}, shown)
+    targets = _load_targets(data.get("targets") or {}, shown, root)
+    check_warehouse(data.get("warehouse"), "warehouse", root, shown)
     default_target = data.get("target", "local")
     if default_target not in targets:
         raise ProjectError(f"target '{default_target}' is not among targets: {', '.join(targets)}",
@@ -194,7 +253,7 @@ def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
     return project
 
 
-def _load_targets(raw: dict, shown: str) -> dict[str, Target]:
+def _load_targets(raw: dict, shown: str, root: Path) -> dict[str, Target]:
     if not isinstance(raw, dict):
         raise ProjectError("'targets' must map target names to settings", path=shown)
     targets = {"local": Target("local", "local[*]", {}, None)}
@@ -212,8 +271,10 @@ def _load_targets(raw: dict, shown: str) -> dict[str, Target]:
         if not isinstance(threads, int) or threads < 1:
             raise ProjectError(f"threads of target '{name}' must be a whole number of at least 1",
                                path=shown, line=line_of(settings))
-        targets[name] = Target(str(name), str(settings.get("master", "local[*]")),
-                               {str(k): v for k, v in spark.items()}, settings.get("warehouse"), threads)
+        warehouse = settings.get("warehouse")
+        check_warehouse(warehouse, f"targets.{name}.warehouse", root, shown, line_of(settings))
+        targets[name] = Target(str(name), str(settings.get("master", "local[*]")), {str(k): v for k, v in spark.items()},
+                               None if warehouse is None else str(warehouse), threads)
     return targets
 
 
@@ -239,6 +300,7 @@ def _load_models(project: Project) -> None:
     for base, path in _files(project, project.model_paths, "*.sql"):
         name = path.stem
         shown = project.rel(path)
+        check_node_name(name, "model", shown)
         if name in project.models:
             other = project.models[name].path
             raise ProjectError(
@@ -320,6 +382,7 @@ def _check_folder_configs(project: Project, tree: dict, shown: str) -> None:
 def _load_seeds(project: Project, seed_configs: dict, shown: str) -> None:
     for _, path in _files(project, project.seed_paths, "*.csv"):
         name = path.stem
+        check_node_name(name, "seed", project.rel(path))
         if name in project.models:
             raise ProjectError(f"seed '{name}' has the same name as the model in {project.models[name].path}",
                                path=project.rel(path))

@@ -5,6 +5,9 @@ Rendering runs twice, as dbt's parse and compile do: the first pass collects eac
 to it); the second writes the SQL that really runs. `ref('m')` becomes the relation name `m`,
 which the runner registers as a view over the table's current version, so compiled SQL reads
 as plain Spark SQL. An ephemeral model becomes a CTE named `__cte__m` injected into its users.
+
+Templates run in Jinja's sandbox, as dbt's do: they can call what the context offers (ref, var,
+macros, ...) but not reach Python through attributes such as `__globals__`.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Any, Callable
 
 import jinja2
 from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from . import normalization
 from .errors import ProjectError
@@ -50,7 +54,9 @@ class Renderer:
         self.full_refresh = full_refresh
         self.incremental_models: set[str] = set()
         self.sources: dict[str, str] = {}
-        self.env = jinja2.Environment(
+        # The mutable sandbox, not the immutable one: dbt-style code changes its own lists and
+        # dicts (`{% do columns.append(c) %}`), which is harmless; what it must not do is leave Jinja.
+        self.env = SandboxedEnvironment(
             loader=jinja2.FunctionLoader(self._load_source), undefined=StrictUndefined,
             keep_trailing_newline=True, extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
         self.macro_templates: list[tuple[str, jinja2.Template]] = []
@@ -92,8 +98,10 @@ class Renderer:
         try:
             return template.render(context)
         except ProjectError as exc:
+            # Raised by ref(), var(), raise_compiler_error(), ... maybe inside a macro: name the node
+            # and its line that led there, as dbt names the model.
             if exc.path is None:
-                exc.path, exc.line = shown, _template_line(sys.exc_info()[2], self.sources)
+                exc.path, exc.line = shown, _line_in(sys.exc_info()[2], shown)
             raise
         except jinja2.UndefinedError as exc:
             tb_shown, line = _template_location(sys.exc_info()[2], self.sources, shown)
@@ -107,9 +115,9 @@ class Renderer:
         except jinja2.TemplateSyntaxError as exc:
             raise ProjectError(f"Jinja syntax error: {exc.message}", path=exc.filename or shown,
                                line=exc.lineno) from None
-        except jinja2.TemplateError as exc:
+        except (jinja2.TemplateError, OverflowError) as exc:  # the sandbox refuses huge range()s
             tb_shown, line = _template_location(sys.exc_info()[2], self.sources, shown)
-            raise ProjectError(f"template error: {exc}", path=tb_shown, line=line) from None
+            raise ProjectError(_problem(exc), path=tb_shown, line=line) from None
 
     # -- Context ----------------------------------------------------------------------------------
     def _context(self, node: Node, phase: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -238,8 +246,8 @@ class Renderer:
                 except ProjectError as exc:
                     raise ProjectError(f"source '{source.name}': {exc.message}", path=source.path,
                                        line=source.config.get("line")) from None
-                except jinja2.TemplateError as exc:
-                    raise ProjectError(f"source '{source.name}': {exc}", path=source.path,
+                except (jinja2.TemplateError, OverflowError) as exc:
+                    raise ProjectError(f"source '{source.name}': {_problem(exc)}", path=source.path,
                                        line=source.config.get("line")) from None
 
             source.location = render_value(source.location)
@@ -341,10 +349,14 @@ class Renderer:
         record = _new_record()
         context = self._context(test, "compile", record)
         relation = owner.relation if owner.resource_type == "source" else self._relation(owner)
-        rendered_args = {k: self._render_arg(v, context) for k, v in args.items()}
+        rendered_args = self._render_args(args, context, shown, line)
         call_args = {"model": relation, **({"column_name": column} if column else {}), **rendered_args}
         used: list[str] = []
-        sql = self._call_macro(shown, line, macro, call_args, context, used)
+        try:
+            sql = self._call_macro(shown, line, macro, call_args, context, used)
+        except ProjectError as exc:
+            exc.message += _vars_note(record["vars"])
+            raise
         if "where" in config:
             sql = f"SELECT * FROM ({_strip_semicolon(sql)}) AS t WHERE {config['where']}"
         test.compiled_sql = sql.strip()
@@ -364,6 +376,16 @@ class Renderer:
         except TypeError as exc:
             raise ProjectError(f"test '{macro[5:]}' was called with the wrong arguments: {exc}",
                                path=shown, line=line) from None
+
+    def _render_args(self, args: dict[str, Any], context: dict[str, Any], shown: str, line: int | None) -> dict:
+        try:
+            return {k: self._render_arg(v, context) for k, v in args.items()}
+        except ProjectError as exc:
+            if exc.path is None:
+                exc.path, exc.line = shown, line
+            raise
+        except (jinja2.TemplateError, OverflowError) as exc:
+            raise ProjectError(f"test arguments: {_problem(exc)}", path=shown, line=line) from None
 
     def _render_arg(self, value: Any, context: dict[str, Any]) -> Any:
         """YAML test arguments like `to: ref('labels')` are Jinja expressions, as in dbt."""
@@ -455,5 +477,28 @@ def _template_location(tb, sources: dict[str, str], default: str) -> tuple[str, 
     return found
 
 
-def _template_line(tb, sources: dict[str, str]) -> int | None:
-    return _template_location(tb, sources, "")[1]
+def _line_in(tb, shown: str) -> int | None:
+    """The line of template `shown` that was running when the error came (the call into a macro,
+    when the error came from one)."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == shown:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _problem(exc: Exception) -> str:
+    """An error from inside a template, in words."""
+    if isinstance(exc, SecurityError):
+        return (f"unsafe template code: {exc} Templates run in a sandbox, as in dbt: attributes that "
+                f"start with '_' and Python's internals are out of reach")
+    return f"template error: {exc}"
+
+
+def _vars_note(used_vars: dict[str, Any]) -> str:
+    """A test macro that rejects an argument sees only its rendered value (a YAML argument such as
+    "{{ var('n') }}" arrives as text): say which vars the arguments came from."""
+    if not used_vars:
+        return ""
+    return " (this test uses " + ", ".join(f"var('{k}') = {v!r}" for k, v in used_vars.items()) + ")"

@@ -1,23 +1,32 @@
 """Read a source declared in YAML into a DataFrame: a folder of images, or files Spark reads.
 
-An image folder (`format: images`) is listed by us as well as read by Spark's `binaryFile`,
-because `binaryFile` silently skips zero-byte files and names starting with `.` or `_`: every
-file under the folder must reach the models, so a corrupt or odd file is reported, not lost.
-Files Spark skipped are read here and added, so the source has one row per file.
+An image folder (`format: images`) is listed by us (imageprep.listing) as well as read by Spark's
+`binaryFile`, because `binaryFile` silently skips zero-byte files, names starting with `.` or `_`
+and names that are not UTF-8, and would follow a link loop for ever: every entry under the folder
+must reach the models, so a corrupt or odd file is reported, not lost. Files Spark skips are read
+here on the driver and added; entries that cannot be read (too large, not a regular file, a broken
+link) are added with the reason in `read_error`. So the source has one row per entry.
+
+A build lists each folder once (when it fingerprints the sources) and every node reads that
+listing; a file deleted after the listing is read as deleted, and `files_gone` tells the build
+which files went away meanwhile.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote
 
 from .errors import ProjectError
+from .listing import DEFAULT_MAX_FILE_BYTES, FolderListing, ListedFile, list_local, parse_size
 from .nodes import Source
 
-IMAGE_SOURCE_COLUMNS = "path, relative_path, modificationTime, length, content"
+IMAGE_SOURCE_COLUMNS = "path, relative_path, modificationTime, length, content, read_error"
 
 
 def glob_to_regex(glob: str) -> str:
@@ -50,8 +59,9 @@ def glob_to_regex(glob: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-def read_source(spark, source: Source):
-    """The source's rows as a DataFrame (not yet registered under a name)."""
+def read_source(spark, source: Source, listing: FolderListing | None = None):
+    """The source's rows as a DataFrame (not yet registered under a name). `listing`: an image
+    folder as the build listed it."""
     fmt = source.format
     if fmt == "table":
         name = source.location or source.table_name
@@ -64,7 +74,7 @@ def read_source(spark, source: Source):
         raise ProjectError(f"source '{source.name}' with format '{fmt}' needs a path", path=source.path,
                            line=source.config.get("line"))
     if fmt == "images":
-        return read_image_folder(spark, source)
+        return read_image_folder(spark, source, listing=listing)
     reader = spark.read.format(fmt)
     for key, value in source.options.items():
         reader = reader.option(key, value)
@@ -75,54 +85,151 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def read_image_folder(spark, source: Source, only: Callable[[tuple[str, int, datetime]], bool] | None = None):
-    """One row per file under the folder: path, relative_path, modificationTime, length, content.
+def read_image_folder(spark, source: Source, only: Callable[[ListedFile], bool] | None = None,
+                      listing: FolderListing | None = None):
+    """One row per file under the folder: path, relative_path, modificationTime, length, content,
+    read_error (why the file was not read: content is NULL then).
 
-    `only`: which files of the listing, (uri, size, modification time), to read; all by default."""
+    `only`: which files of the listing to read; all by default. `listing`: the folder as the build
+    listed it, so every node of a build sees the same files (listed here if not given)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType, TimestampType
 
-    options = dict(source.options)
-    glob = options.pop("glob", None)
-    recursive = bool(options.pop("recursive", True))
-    include_hidden = bool(options.pop("include_hidden", True))
-    if options:
-        raise ProjectError(f"unknown options for image source '{source.name}': {', '.join(options)}; "
-                           f"use glob, recursive, include_hidden", path=source.path, line=source.config.get("line"))
+    settings = image_folder_options(source)
     root_uri = _to_uri(source.location)
-    pattern = re.compile(glob_to_regex(glob), re.IGNORECASE) if glob else None
-    listing = list_files(spark, root_uri, recursive)
     if listing is None:
-        raise ProjectError(f"source '{source.name}': the image folder {source.location} does not exist",
-                           path=source.path, line=source.config.get("line"))
-    listing = [f for f in listing if (pattern is None or pattern.match(f[0].rsplit("/", 1)[-1]))
-               and (include_hidden or not _hidden(f[0], root_uri))]
+        listing = list_image_folder(spark, source)
+    pattern = re.compile(glob_to_regex(settings.glob), re.IGNORECASE) if settings.glob else None
+    files = [f for f in listing.files if (pattern is None or pattern.match(f.uri.rsplit("/", 1)[-1]))
+             and (settings.include_hidden or not _hidden(f.uri, root_uri))]
+    chosen = files if only is None else [f for f in files if only(f)]
 
-    schema = StructType([StructField("path", StringType()), StructField("modificationTime", TimestampType()),
-                         StructField("length", LongType()), StructField("content", BinaryType())])
-    reader = spark.read.format("binaryFile").option("recursiveFileLookup", str(recursive).lower())
-    chosen = listing if only is None else [f for f in listing if only(f)]
-    if len(chosen) == len(listing):
-        frame = reader.load(root_uri)
+    reader = (spark.read.format("binaryFile").option("recursiveFileLookup", str(settings.recursive).lower())
+              # A file deleted between the listing and the read is a deleted file, not a failed build.
+              .option("ignoreMissingFiles", "true"))
+    by_spark = [f for f in chosen if _spark_reads(f)]
+    whole_folder = len(chosen) == len(files) and not (listing.has_loops or listing.has_unreadable)
+    if whole_folder:
+        # One listing by Spark, which is quicker than naming thousands of files. Files over the
+        # size limit are filtered on their length, which binaryFile checks before reading content.
+        frame = reader.load(root_uri).where(F.col("length") <= settings.max_file_bytes)
         if pattern is not None:
             frame = frame.where(F.regexp_extract("path", "[^/]*$", 0).rlike("(?i)" + pattern.pattern))
-    else:  # some files by name: Spark opens no other file
-        listing = chosen
-        named = [_escape_glob(path) for path, size, _ in listing if size]
-        frame = reader.load(named) if named else spark.createDataFrame([], schema)
+    else:  # some files by name: Spark opens no other (and follows no link loop)
+        frame = _load_named(spark, reader, by_spark)
     # inputFiles() gives URIs (percent-encoded); rows and our listing carry the plain path.
-    seen = {_canonical(unquote(p)) for p in frame.inputFiles()}
-    # binaryFile lists zero-byte files but returns no row for them.
-    extra = [f for f in listing if _canonical(f[0]) not in seen or f[1] == 0]
+    seen = {_canonical(unquote(p)) for p in frame.inputFiles()} if by_spark or whole_folder else set()
+    # binaryFile returns no row for zero-byte files and skips names starting with . or _.
+    extra = [f for f in chosen if not _spark_reads(f) or _canonical(f.uri) not in seen]
+    frame = frame.select("path", "modificationTime", "length", "content", F.lit(None).cast("string").alias("read_error"))
     if extra:
-        rows = [(path, mtime, size, read_bytes(spark, path) if size else b"") for path, size, mtime in extra]
-        frame = frame.unionByName(spark.createDataFrame(rows, schema))
+        frame = frame.unionByName(spark.createDataFrame(_read_on_driver(spark, extra), _schema()))
     prefix = root_uri.rstrip("/") + "/"
     return frame.select(
         "path",
         F.when(F.col("path").startswith(prefix), F.expr(f"substring(path, {len(prefix) + 1})"))
         .otherwise(F.regexp_extract("path", "[^/]*$", 0)).alias("relative_path"),
-        "modificationTime", "length", "content")
+        "modificationTime", "length", "content", "read_error")
+
+
+def _spark_reads(f: ListedFile) -> bool:
+    """Whether Spark's binaryFile returns a row for the file; the driver reads the others."""
+    return f.problem is None and f.os_path is None and f.size > 0 and not _hidden_name(f.uri)
+
+
+def _hidden_name(uri: str) -> bool:
+    return uri.rsplit("/", 1)[-1].startswith((".", "_"))
+
+
+def _load_named(spark, reader, files: list[ListedFile]):
+    """binaryFile rows of the files named. Spark checks that named files exist before it reads: one
+    deleted since the listing is dropped from the names and the load tried again."""
+    names = [_escape_glob(f.uri) for f in files]
+    for _ in range(5):
+        if not names:
+            return spark.createDataFrame([], _schema()).drop("read_error")
+        try:
+            return reader.load(names)
+        except Exception as exc:  # AnalysisException PATH_NOT_FOUND
+            if "PATH_NOT_FOUND" not in str(exc):
+                raise
+            names = [n for n, f in zip(names, files) if _exists(spark, f.uri)]
+            files = [f for f in files if _exists(spark, f.uri)]
+    return reader.load(names)
+
+
+def _exists(spark, uri: str) -> bool:
+    if uri.startswith("file:"):
+        return os.path.lexists(uri[len("file:"):])
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    return bool(path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(path))
+
+
+def _read_on_driver(spark, files: list[ListedFile]) -> list[tuple]:
+    """Rows for the files Spark does not read: their bytes, or NULL and the reason. A file that has
+    gone since the listing has no row: it was deleted."""
+    rows = []
+    for f in files:
+        content, problem = None, f.problem
+        if problem is None:
+            try:
+                if not f.size:
+                    content = b""
+                elif f.os_path is not None:  # a local name Spark cannot spell
+                    content = Path(f.os_path).read_bytes()
+                else:
+                    content = read_bytes(spark, f.uri)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                problem = f"unreadable: {exc.strerror or exc}"
+        rows.append((f.uri, f.modified, f.size, content, problem))
+    return rows
+
+
+def _schema():
+    from pyspark.sql.types import BinaryType, LongType, StringType, StructField, StructType, TimestampType
+
+    return StructType([StructField("path", StringType()), StructField("modificationTime", TimestampType()),
+                       StructField("length", LongType()), StructField("content", BinaryType()),
+                       StructField("read_error", StringType())])
+
+
+@dataclass(frozen=True)
+class ImageFolderOptions:
+    glob: str | None
+    recursive: bool
+    include_hidden: bool
+    max_file_bytes: int
+
+
+def image_folder_options(source: Source) -> ImageFolderOptions:
+    options = dict(source.options)
+    settings = ImageFolderOptions(options.pop("glob", None), bool(options.pop("recursive", True)),
+                                  bool(options.pop("include_hidden", True)),
+                                  options.pop("max_file_bytes", DEFAULT_MAX_FILE_BYTES))
+    where = dict(path=source.path, line=source.config.get("line"))
+    if options:
+        raise ProjectError(f"unknown options for image source '{source.name}': {', '.join(options)}; "
+                           f"use glob, recursive, include_hidden, max_file_bytes", **where)
+    try:
+        return dataclasses.replace(settings, max_file_bytes=parse_size(settings.max_file_bytes))
+    except ValueError as exc:
+        raise ProjectError(f"image source '{source.name}': {exc}", **where) from None
+
+
+def list_image_folder(spark, source: Source) -> FolderListing:
+    """The source's folder as it is now; a clear error if it is missing or is a file."""
+    settings = image_folder_options(source)
+    root_uri = _to_uri(source.location)
+    listing = list_files(spark, root_uri, settings.recursive, settings.max_file_bytes)
+    if listing is None:
+        where = dict(path=source.path, line=source.config.get("line"))
+        if root_uri.startswith("file:") and os.path.exists(root_uri[len("file:"):]):
+            raise ProjectError(f"source '{source.name}': the image folder {source.location} is a file, not a folder",
+                               **where)
+        raise ProjectError(f"source '{source.name}': the image folder {source.location} does not exist", **where)
+    return listing
 
 
 def _escape_glob(uri: str) -> str:
@@ -150,38 +257,30 @@ def _canonical(uri: str) -> str:
     return uri
 
 
-def list_files(spark, root_uri: str, recursive: bool) -> list[tuple[str, int, datetime]] | None:
-    """(uri, size, modification time) of every file under a folder, sorted; None if it is missing."""
+def list_files(spark, root_uri: str, recursive: bool,
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> FolderListing | None:
+    """Every file under a folder, sorted (see imageprep.listing); None if the folder is missing."""
     if root_uri.startswith("file:"):
-        root = Path(root_uri[len("file:"):])
-        if not root.is_dir():
-            return None
-        found = []
-        walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
-        for folder, _, names in walker:
-            for name in names:
-                full = Path(folder) / name
-                if full.is_file():
-                    stat = full.stat()
-                    found.append(("file:" + str(full), stat.st_size,
-                                  datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)))
-        return sorted(found)
-    return _list_hadoop(spark, root_uri, recursive)
+        return list_local(root_uri[len("file:"):], recursive, max_file_bytes)
+    return _list_hadoop(spark, root_uri, recursive, max_file_bytes)
 
 
-def _list_hadoop(spark, root_uri: str, recursive: bool):
+def _list_hadoop(spark, root_uri: str, recursive: bool, max_file_bytes: int) -> FolderListing | None:
     jvm = spark._jvm
     path = jvm.org.apache.hadoop.fs.Path(root_uri)
     fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not fs.exists(path):
+    if not fs.exists(path) or not fs.getFileStatus(path).isDirectory():
         return None
     found = []
     files = fs.listFiles(path, recursive)
     while files.hasNext():
         status = files.next()
-        found.append((str(status.getPath().toString()), int(status.getLen()),
-                      datetime.fromtimestamp(status.getModificationTime() / 1000, tz=timezone.utc)))
-    return sorted(found)
+        size = int(status.getLen())
+        problem = (f"too large: {size} bytes, more than max_file_bytes ({max_file_bytes}); raise the source's "
+                   f"max_file_bytes option to read it") if size > max_file_bytes else None
+        found.append(ListedFile(str(status.getPath().toString()), size,
+                                datetime.fromtimestamp(status.getModificationTime() / 1000, tz=timezone.utc), problem))
+    return FolderListing(sorted(found, key=lambda f: f.uri))
 
 
 def read_bytes(spark, uri: str) -> bytes:
@@ -196,3 +295,17 @@ def read_bytes(spark, uri: str) -> bytes:
         return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
     finally:
         stream.close()
+
+
+def files_gone(spark, sources: dict, listings: dict) -> list[str]:
+    """Files of the build's listings (by relation) that are gone or changed now: the tables made
+    from them no longer match the folder."""
+    gone = []
+    for relation, listed in listings.items():
+        try:
+            now = list_image_folder(spark, sources[relation])
+        except ProjectError:  # the whole folder went away
+            now = FolderListing([])
+        current = {f.key for f in now.files}
+        gone += [f.uri for f in listed.files if f.key not in current]
+    return gone

@@ -4,11 +4,16 @@
       _catalog.json                       what each name points to now (tables, views, sources)
       _versions/<name>/<version>/*.parquet
       <name> -> _versions/<name>/<version>  a symlink, so DuckDB or pandas can read the table
+      _pending.json                       what a build wrote and has not committed (staging.py)
+      _build.lock                         held by the running build (build_lock.py)
 
-A build writes a new version beside the current one and switches the symlink and the catalog
-(each an atomic rename) only after the write succeeded. Readers that resolved the old version
-keep reading it: the previous version is kept until the next switch, older ones are removed.
-A failed or killed write leaves an unreferenced folder that the next switch removes.
+A table is written as a new version beside the current one. Outside a build, publishing it
+switches the catalog and the symlink at once (each an atomic rename). A build (`begin_build`)
+stages what it publishes instead, and `commit_build` makes all of it visible with one write of
+the catalog when the build ends well: readers see the tables of the previous build or of the new
+one, never a mix. The versions readers may still be on (the current one and the one it replaced:
+KEEP_VERSIONS) and the staged ones are kept; other versions of a committed name are removed,
+which also clears folders that a failed or killed write left.
 
 The location is a local folder (a plain path) or any Hadoop file-system URI Spark can write to
 (`file:///data/wh`, `hdfs://namenode/wh`, `s3a://bucket/wh`, `abfss://...`, `gs://...`). A URI's
@@ -29,12 +34,14 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+from .staging import DROPPED, PENDING_FILE, StagedEntries
 
 CATALOG_FILE = "_catalog.json"
 VERSIONS_DIR = "_versions"
 SEEN_FILE = "_seen.json"  # in a version folder: the files its model read through new_rows()
-KEEP_VERSIONS = 2  # the current one and the one before, which a running reader may still read
+KEEP_VERSIONS = 2  # the current one and the one it replaced, which a running reader may still read
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # Models built at the same time (--threads) publish through one catalog file: its read-modify-write
@@ -66,6 +73,7 @@ class Warehouse:
             self.root: Path | HadoopPath = HadoopPath(location.rstrip("/") or location, HadoopFiles(spark))
         else:
             self.root = Path(location)
+        self._staged: StagedEntries | None = None  # set by begin_build()
 
     @classmethod
     def for_target(cls, project, target, spark=None) -> "Warehouse":
@@ -84,11 +92,35 @@ class Warehouse:
         return isinstance(self.root, Path)
 
     # -- catalog ---------------------------------------------------------------------------------
+    def begin_build(self) -> "Warehouse":
+        """Stage what this warehouse object publishes from now on, until commit_build(). Its own
+        catalog() then shows the committed entries with the staged ones on top, including those a
+        failed or killed build left pending; other readers keep seeing only committed entries.
+        Call it while holding the build lock."""
+        self._staged = StagedEntries(self.root / PENDING_FILE)
+        return self
+
     def catalog(self) -> dict[str, dict[str, Any]]:
+        """Every name's entry: as committed, or during a build as this build sees it."""
+        committed = self.committed_catalog()
+        if self._staged is None:
+            return committed
+        with _catalog_lock(self.root):
+            return self._staged.over(committed)
+
+    def committed_catalog(self) -> dict[str, dict[str, Any]]:
+        """What readers see: the catalog of the last committed build."""
         path = self.root / CATALOG_FILE
         if not path.exists():
             return {}
         return json.loads(path.read_text(encoding="utf-8"))
+
+    def pending(self) -> dict[str, dict[str, Any]]:
+        """Entries staged and not committed: this build's, or those a failed build left."""
+        if self._staged is not None:
+            with _catalog_lock(self.root):
+                return dict(self._staged.entries)
+        return StagedEntries(self.root / PENDING_FILE).entries
 
     def _write_catalog(self, catalog: dict[str, dict[str, Any]]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -121,7 +153,7 @@ class Warehouse:
 
     def publish_table(self, name: str, version_path: str, seen: dict[str, list[str]] | None = None,
                       **meta: Any) -> None:
-        """Make a fully written version the current one, then drop versions no reader needs.
+        """Make a fully written version the current one (staged during a build).
 
         `seen`: the files the model read through new_rows(), per relation. It grows with the data
         (one key per image file), and the catalog is read and rewritten at every publish, so it is
@@ -131,10 +163,7 @@ class Warehouse:
         if seen:
             (self.root / version / SEEN_FILE).write_text(json.dumps(seen, sort_keys=True), encoding="utf-8")
             meta["seen"] = SEEN_FILE
-        if self.is_local:
-            self._switch_link(name, Path(version))
-        self._update(name, {"kind": "table", "version": version, **meta})
-        self._clean_versions(name, keep=self.root / version)
+        self._publish(name, {"kind": "table", "version": version, **meta})
 
     def seen_by(self, entry: dict[str, Any]) -> dict[str, list[str]] | None:
         """The files a table's model had read through new_rows() when it wrote the current version."""
@@ -145,11 +174,14 @@ class Warehouse:
         return seen  # a catalog from before the list moved into the version folder
 
     def publish_view(self, name: str, sql: str, **meta: Any) -> None:
-        self._remove_link(name)
-        self._update(name, {"kind": "view", "sql": sql, **meta})
+        self._publish(name, {"kind": "view", "sql": sql, **meta})
 
     def publish_source(self, name: str, **meta: Any) -> None:
-        self._update(name, {"kind": "source", **meta})
+        self._publish(name, {"kind": "source", **meta})
+
+    def drop(self, name: str) -> None:
+        """Remove a name and its versions (when the build commits, during a build)."""
+        self._publish(name, {"kind": DROPPED})
 
     def discard(self, version_path: str) -> None:
         _rmtree(self.root / self._relative(version_path))
@@ -163,12 +195,67 @@ class Warehouse:
             raise ValueError(f"{path} is not inside the warehouse {self.root}")
         return str(path)[len(root):].strip("/")
 
-    def _update(self, name: str, entry: dict[str, Any]) -> None:
+    def _publish(self, name: str, entry: dict[str, Any]) -> None:
+        entry["published_at"] = time.time()
         with _catalog_lock(self.root):
-            catalog = self.catalog()
-            entry["published_at"] = time.time()
-            catalog[name] = entry
-            self._write_catalog(catalog)
+            if self._staged is None:
+                self._commit({name: entry})
+                return
+            replaced = self._staged.entries.get(name)
+            self._staged.record(name, entry)
+            if replaced and replaced.get("kind") == "table" and replaced["version"] != entry.get("version"):
+                # Staged by an earlier, failed build and written again by this one: no reader
+                # has seen it (unless it was committed after all: then it stays).
+                if replaced["version"] not in _kept(self.committed_catalog().get(name)):
+                    _rmtree(self.root / replaced["version"])
+
+    # -- committing --------------------------------------------------------------------------------
+    def commit_build(self, names: Iterable[str]) -> list[str]:
+        """Make the staged entries of `names` visible together, with one write of the catalog; then
+        switch the `<name>` links and remove versions no reader needs. Staged entries of other
+        names stay pending. Returns the names committed."""
+        if self._staged is None:
+            raise RuntimeError("commit_build() needs begin_build() first")
+        wanted = set(names)
+        with _catalog_lock(self.root):
+            changes = {name: entry for name, entry in self._staged.entries.items() if name in wanted}
+            if changes:
+                self._commit(changes)
+            else:  # nothing new; still repair links a build killed while switching them left behind
+                self._sync_links(self.committed_catalog(), removed=[])
+        return sorted(changes)
+
+    def _commit(self, changes: dict[str, dict[str, Any]]) -> None:
+        catalog = self.committed_catalog()
+        for name, entry in changes.items():
+            if entry.get("kind") == DROPPED:
+                catalog.pop(name, None)
+            else:
+                catalog[name] = _with_history(entry, catalog.get(name))
+        self._write_catalog(catalog)  # the switch: readers see every change from here on
+        if self._staged is not None:
+            self._staged.forget(changes)
+            self._staged.save()
+        self._sync_links(catalog, removed=[n for n in changes if catalog.get(n, {}).get("kind") != "table"])
+        for name in changes:
+            if name in catalog:
+                self._clean_versions(name, _kept(catalog[name]))
+            else:
+                _rmtree(self.root / VERSIONS_DIR / name)
+
+    def _sync_links(self, catalog: dict[str, dict[str, Any]], removed: list[str]) -> None:
+        """Point each table's link at its committed version (the links follow the catalog, so a
+        build killed between the two is repaired by the next commit)."""
+        if not self.is_local:
+            return
+        for name in removed:
+            self._remove_link(name)
+        for name, entry in sorted(catalog.items()):
+            if entry.get("kind") != "table":
+                continue
+            link = self.root / name
+            if not (link.is_symlink() and os.readlink(link) == entry["version"]):
+                self._switch_link(name, Path(entry["version"]))
 
     def _switch_link(self, name: str, version: Path) -> None:
         link = self.root / name
@@ -179,26 +266,34 @@ class Warehouse:
         os.replace(tmp, link)
 
     def _remove_link(self, name: str) -> None:
-        if not self.is_local:
-            return
         link = self.root / name
         if link.is_symlink():
             link.unlink()
 
-    def _clean_versions(self, name: str, keep) -> None:
+    def _clean_versions(self, name: str, keep: set[str]) -> None:
+        """Remove the version folders of `name` that are neither in `keep` nor staged."""
         folder = self.root / VERSIONS_DIR / name
-        versions = sorted((p for p in folder.iterdir() if p.is_dir()), key=str)
-        older = [p for p in versions if str(p) != str(keep)]
-        for stale in older[: max(0, len(older) - (KEEP_VERSIONS - 1))]:
-            _rmtree(stale)
+        if not folder.exists():
+            return
+        staged = self._staged.versions_of(name) if self._staged is not None else \
+            StagedEntries(self.root / PENDING_FILE).versions_of(name)
+        for path in folder.iterdir():
+            if f"{VERSIONS_DIR}/{name}/{path.name}" not in keep | staged and path.is_dir():
+                _rmtree(path)
 
-    def drop(self, name: str) -> None:
-        with _catalog_lock(self.root):
-            catalog = self.catalog()
-            catalog.pop(name, None)
-            self._write_catalog(catalog)
-        self._remove_link(name)
-        _rmtree(self.root / VERSIONS_DIR / name)
+
+def _with_history(entry: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """`entry` as it replaces `old` in the catalog, naming the versions readers may still be on."""
+    history = [old["version"], *old.get("previous_versions", [])] if old and old.get("kind") == "table" else []
+    history = [v for v in dict.fromkeys(history) if v != entry.get("version")][:KEEP_VERSIONS - 1]
+    return {**entry, "previous_versions": history} if history else entry
+
+
+def _kept(entry: dict[str, Any] | None) -> set[str]:
+    """The versions of a committed entry that must stay: its own and those readers may still be on."""
+    if not entry:
+        return set()
+    return {v for v in [entry.get("version"), *entry.get("previous_versions", [])] if v}
 
 
 def _rmtree(path) -> None:
@@ -275,6 +370,27 @@ class HadoopFiles:
             out.write(bytearray(data))
         finally:
             out.close()
+
+    def create_new(self, uri: str, data: bytes) -> bool:
+        """Write a file that must not exist yet; False if it does. Atomic where the file system's
+        create is (HDFS); on object stores and the local file system the check comes first."""
+        _, path, fs = self._jvm_path(uri)
+        try:
+            out = fs.create(path, False)
+        except Exception as exc:  # py4j's error names the Java exception
+            if "FileAlreadyExistsException" in str(exc):
+                return False
+            raise
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+        return True
+
+    def modified_at(self, uri: str) -> float:
+        """Seconds since the epoch, by the file system's clock."""
+        _, path, fs = self._jvm_path(uri)
+        return fs.getFileStatus(path).getModificationTime() / 1000
 
     def rename_over(self, source: str, dest: str) -> None:
         """Rename, replacing `dest`: one atomic rename where the file system has one (FileContext's
@@ -368,6 +484,18 @@ class HadoopPath:
 
     def rmtree(self) -> None:
         self.files.delete(self.uri)
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if not missing_ok and not self.exists():
+            raise FileNotFoundError(self.uri)
+        self.files.delete(self.uri)
+
+    def create_new(self, text: str, encoding: str = "utf-8") -> bool:
+        """Create the file with `text` unless it exists (then False)."""
+        return self.files.create_new(self.uri, text.encode(encoding))
+
+    def modified_at(self) -> float:
+        return self.files.modified_at(self.uri)
 
     def copy_to(self, target: "HadoopPath") -> None:
         self.files.copy(self.uri, target.uri)

@@ -3,8 +3,12 @@
 {#- The split ratios as (train, val, test), checked once so every model agrees. -#}
 {% macro split_ratios() -%}
     {%- set ratios = var('split') -%}
-    {%- if ratios | length != 3 or (ratios | sum - 1) | abs > 0.000001 -%}
-        {{ exceptions.raise_compiler_error("var split must be three ratios (train, val, test) that sum to 1, got " ~ ratios) }}
+    {%- set three_numbers = ratios is sequence and ratios is not string and ratios is not mapping
+                            and ratios | length == 3 and ratios | select('boolean') | list | length == 0
+                            and ratios | reject('number') | list | length == 0 -%}
+    {%- if not three_numbers or ratios | min < 0 or (ratios | sum - 1) | abs > 0.000001 -%}
+        {{ exceptions.raise_compiler_error("var 'split' must be three ratios (train, val, test) of at least 0 "
+                                           ~ "that sum to 1, e.g. [0.7, 0.15, 0.15], got " ~ ratios) }}
     {%- endif -%}
     {{ return(ratios) }}
 {%- endmacro %}
@@ -25,6 +29,7 @@
     so a change in the label encoding rebuilds the set in full (full_refresh_when). -#}
 {% macro training_rows(split_name, with_augmented=false) -%}
 {%- set this_set = this -%}
+{%- set normalization = choice_var('normalization', ['zero_one', 'minus_one_one', 'standard', 'imagenet']) -%}
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
     delete_where="not exists (select 1 from " ~ ref('splits') ~ " s join " ~ ref('images_resized')
@@ -32,7 +37,7 @@
                  ~ " and r.content_sha256 = " ~ this_set ~ ".content_sha256)",
     full_refresh_when="exists (select label, label_index, size(label_onehot) from " ~ this_set
                       ~ " except select label, label_index, count(*) over () from " ~ ref('labels') ~ ")",
-    meta={'normalization': {'column': 'image', 'method': var('normalization'), 'layout': 'CHW'}}
+    meta={'normalization': {'column': 'image', 'method': normalization, 'layout': 'CHW'}}
 ) }}
 with label_count as (
     select count(*) as n_labels from {{ ref('labels') }}
@@ -75,8 +80,8 @@ select
     {{ one_hot('label_index', 'n_labels') }} as label_onehot,
     copy_index,
     image,
-    {%- if var('store_tensors', false) %}
-    normalize(image, '{{ var("normalization") }}') as tensor,
+    {%- if bool_var('store_tensors', default=false) %}
+    normalize(image, '{{ normalization }}') as tensor,
     tensor_shape(image) as tensor_shape,
     {%- endif %}
     color_histogram

@@ -39,6 +39,7 @@ where {{ column_name }}.min = {{ column_name }}.max
 
 {#- Classes with fewer than min_count images (use with severity: warn). -#}
 {% test min_rows_per_value(model, column_name, min_count) %}
+{{- _check_whole_number('min_rows_per_value', 'min_count', min_count) }}
 select {{ column_name }}, count(*) as n_rows
 from {{ model }}
 group by {{ column_name }}
@@ -53,3 +54,11 @@ join {{ splits }} a on a.path = p.path_a
 join {{ splits }} b on b.path = p.path_b
 where a.split <> b.split
 {% endtest %}
+
+{#- A test's whole-number argument, as YAML gives it (10) or as a templated one renders ("10"). -#}
+{% macro _check_whole_number(test_name, argument, value) -%}
+    {%- if not (value is integer or (value is string and value.strip().isdigit())) -%}
+        {{- exceptions.raise_compiler_error("test " ~ test_name ~ ": " ~ argument ~ " must be a whole number, got '"
+                                            ~ value ~ "'") -}}
+    {%- endif -%}
+{%- endmacro %}

@@ -29,6 +29,19 @@ GOOD_MODEL = {"models/a.sql": "select 1 as id"}
      ["models/a.sql", "meta.normalization of 'a'", "unknown normalization method 'imgnet'", "imagenet"]),
     ({"models/a.sql": "{{ config(meta={'normalization': {'method': 'imagenet'}}) }} select 1"},
      ["models/a.sql", "meta.normalization of 'a' must name the image column"]),
+    ({"models/a.sql": "select 1,\n{{ cycler.__init__.__globals__.os.getcwd() }} as cwd"},
+     ["models/a.sql:2", "unsafe template code", "sandbox"]),
+    ({"macros/m.sql": "{% macro leak() %}\n{{ ref.__globals__ }}\n{% endmacro %}", "models/a.sql": "select {{ leak() }}"},
+     ["macros/m.sql:2", "unsafe template code"]),
+    ({"models/marts/a.b.sql": "select 1 as id"},
+     ["models/marts/a.b.sql", "'a.b' is not a valid model name", "letters (a-z, A-Z), digits and underscores",
+      "must not start with a digit", "a_b.sql"]),
+    ({"models/1st_orders.sql": "select 1 as id"}, ["models/1st_orders.sql", "'1st_orders' is not a valid model name"]),
+    ({**GOOD_MODEL, "seeds/raw-orders.csv": "id\n1\n"}, ["seeds/raw-orders.csv", "'raw-orders' is not a valid seed name", "raw_orders.csv"]),
+    ({**GOOD_MODEL, "project.yml": "name: demo\nwarehouse: ../..\n"},
+     ["project.yml", "warehouse '../..' is outside the project folder", "absolute path or a URI"]),
+    ({**GOOD_MODEL, "project.yml": "name: demo\ntargets:\n  prod:\n    warehouse: target/../../wh\n"},
+     ["project.yml:4", "targets.prod.warehouse 'target/../../wh' is outside the project folder"]),
 ])
 def test_bad_project_input_exits_2_with_a_specific_message(tmp_path, capsys, files, expected):
     root = write_project(tmp_path, files)
@@ -93,3 +106,22 @@ def test_missing_java_is_explained(tmp_path):
     assert done.returncode == 2
     assert "Java was not found" in done.stderr and "JAVA_HOME" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_warehouse_outside_the_project_is_an_absolute_path_or_a_uri(tmp_path):
+    from imageprep.project import load_project
+
+    elsewhere = tmp_path / "elsewhere"
+    write_project(tmp_path / "p", {**GOOD_MODEL, "project.yml": f"""
+        name: demo
+        warehouse: target/../target/wh
+        targets:
+          local: {{master: 'local[2]'}}
+          shared: {{warehouse: {elsewhere}}}
+          lake: {{warehouse: 's3a://bucket/wh'}}
+          inside: {{warehouse: 'file://{tmp_path / "p" / "wh"}'}}
+        """})
+    project = load_project(tmp_path / "p")
+    outside = {name: project.warehouse_outside_project(target) for name, target in project.targets.items()}
+    assert outside == {"local": False, "shared": True, "lake": True, "inside": False}
+    assert project.warehouse_for(project.targets["local"]) == str(tmp_path.resolve() / "p" / "target/../target/wh")

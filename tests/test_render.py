@@ -134,3 +134,69 @@ def test_macros_can_return_values_and_raise_compiler_errors(tmp_path):
     with pytest.raises(ProjectError, match="x must be >= 0, got -1") as info:
         render(tmp_path / "bad", {**files, "models/a.sql": "select\n{{ checked(-1) }}"})
     assert info.value.path.endswith("m.sql") or info.value.path == "models/a.sql"
+
+
+@pytest.mark.parametrize("files, where", [
+    ({"models/a.sql": "select 1,\n{{ cycler.__init__.__globals__.os.getcwd() }} as cwd"}, "models/a.sql"),
+    ({"models/a.sql": "select '{{ ''.__class__.__mro__ }}'"}, "models/a.sql"),
+    ({"models/a.sql": "select '{{ '{0.__class__}'.format(ref) }}'"}, "models/a.sql"),
+    ({"macros/m.sql": "{% macro leak() %}\n{{ var.__globals__ }}\n{% endmacro %}", "models/a.sql": "select {{ leak() }}"},
+     "macros/m.sql"),
+])
+def test_templates_cannot_reach_python_internals(tmp_path, files, where):
+    with pytest.raises(ProjectError, match="unsafe template code") as info:
+        render(tmp_path, files)
+    assert info.value.path == where
+    assert "sandbox" in info.value.message
+
+
+def test_sandboxed_templates_keep_dbts_idioms(tmp_path):
+    project, renderer = render(tmp_path, {
+        "macros/m.sql": """
+            {% macro columns(prefix) %}
+            {%- set cols = [] -%}
+            {%- for c in ['a', 'b'] %}{% do cols.append(prefix ~ c) %}{% endfor -%}
+            {%- set extra = {} %}{% do extra.update({'n': cols | length}) -%}
+            {{ return(cols + [extra['n'] | string]) }}
+            {% endmacro %}
+            """,
+        "models/src.sql": "select 1 as x_a, 2 as x_b",
+        "models/m.sql": """
+            {{ config(materialized='view') }}
+            {% set ns = namespace(total=0) %}{% for i in range(3) %}{% set ns.total = ns.total + i %}{% endfor %}
+            select {{ columns('x_') | join(', ') }}, {{ ns.total }} as total, '{{ this }}' as me,
+                   {{ tojson(is_incremental()) }} as inc
+            from {{ ref('src') }}
+            """,
+    })
+    sql = " ".join(project.models["m"].compiled_sql.split())
+    assert sql == "select x_a, x_b, 2, 3 as total, 'm' as me, false as inc from src"
+    assert project.models["m"].materialized == "view"
+
+
+def test_a_compiler_error_in_a_macro_names_the_model_and_the_line_that_called_it(tmp_path):
+    files = {
+        "macros/m.sql": "{% macro positive(x) %}\n{% if x < 1 %}{{ exceptions.raise_compiler_error('x must be >= 1') }}{% endif %}{{ x }}\n{% endmacro %}",
+        "models/a.sql": "-- one\n-- two\nselect {{ positive(0) }} as x",
+    }
+    with pytest.raises(ProjectError, match="x must be >= 1") as info:
+        render(tmp_path, files)
+    assert (info.value.path, info.value.line) == ("models/a.sql", 3)
+
+
+def test_test_arguments_that_fail_to_render_name_the_yaml_file(tmp_path):
+    with pytest.raises(ProjectError) as info:
+        render(tmp_path, {
+            "models/a.sql": "select 1 as id",
+            "macros/t.sql": "{% test at_least(model, column_name, n) %}select * from {{ model }} where {{ column_name }} < {{ n }}{% endtest %}",
+            "models/schema.yml": """
+                models:
+                  - name: a
+                    columns:
+                      - name: id
+                        tests:
+                          - at_least: {n: "{{ var.__globals__ }}"}
+                """,
+        })[1].build_tests()
+    assert info.value.path == "models/schema.yml" and info.value.line == 4
+    assert "unsafe template code" in info.value.message

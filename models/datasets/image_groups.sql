@@ -1,7 +1,7 @@
 -- Groups of images that must share a split: each image with every image it is a
 -- (near-)duplicate of, directly or through a chain. Found by propagating the smallest path
 -- along near_duplicates pairs, duplicate_group_hops times (a data test checks no pair is split).
-{% set hops = var('duplicate_group_hops') %}
+{% set hops = int_var('duplicate_group_hops', min=0) %}
 with images as (
     select path, label from {{ ref('stg_images') }} where label is not null
 ),

@@ -5,6 +5,10 @@
 -- Incremental: only training images that are new (or changed) are read and get copies; copies
 -- of images that left the training split, or changed, are removed. An image keeps its split, so
 -- after `--full-refresh` of splits alone, refresh this model too (`--select splits+`).
+{%- set augment_ops = string_var('augment_ops') %}
+{%- set seed = int_var('seed') %}
+{%- set augment_copies = int_var('augment_copies', min=0, max=1000) %}
+{%- set histogram_bins = int_var('histogram_bins', min=1, max=256) %}
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
     delete_where=image_is_gone("(select r.path, r.content_sha256 from " ~ ref('images_resized') ~ " r join "
@@ -21,6 +25,6 @@ join {{ ref('splits') }} s on s.path = r.path and s.split = 'train'
 join {{ ref('stg_files') }} f on f.path = r.path
 {{ only_new_images('r') }}
 lateral view posexplode(
-    prepare_augmented(r.image, '{{ var("augment_ops") }}', {{ var('seed') }}, {{ var('augment_copies') }},
-                      f.relative_path, {{ var('histogram_bins') }})
+    prepare_augmented(r.image, '{{ augment_ops }}', {{ seed }}, {{ augment_copies }},
+                      f.relative_path, {{ histogram_bins }})
 ) c as pos, copy

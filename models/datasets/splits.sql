@@ -29,7 +29,7 @@ group_sizes as (
            min_by(i.kept_split, if(i.kept_split is null, 1, 0) || i.path) as kept_split,
            -- drawn on the path below images_path, so the same files get the same splits
            -- wherever the project and its images are
-           xxhash64(cast({{ var('seed') }} as string), min(f.relative_path)) as draw
+           xxhash64(cast({{ int_var('seed') }} as string), min(f.relative_path)) as draw
     from images i
     join {{ ref('stg_files') }} f on f.path = i.group_id
     group by i.group_id

@@ -6,6 +6,10 @@
 --
 -- Incremental: a build reads and decodes only the files that are new or changed (size or
 -- modification time); the rows of files that were deleted or changed are removed first.
+{%- set image_size = int_var('image_size', min=1) %}
+{%- set resize_mode = choice_var('resize_mode', ['stretch', 'fit', 'cover'], ignore_case=true) %}
+{%- set interpolation = choice_var('interpolation', ['nearest', 'bilinear', 'bicubic', 'lanczos'], ignore_case=true) %}
+{%- set histogram_bins = int_var('histogram_bins', min=1, max=256) %}
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
     delete_where="not exists (select 1 from " ~ ref('stg_files') ~ " f where f.path = images_resized.path"
@@ -38,7 +42,7 @@ join {{ new_rows(source('raw', 'images')) }} s on s.path = n.path
 -- A generator keeps the filter on p.error above the one call per file (a plain subquery's
 -- filter would be pushed below it and call the function twice).
 lateral view inline(array(
-    prepare_image(s.content, s.path, {{ var('image_size') }}, {{ var('image_size') }},
-                  '{{ var("resize_mode") }}', '{{ var("interpolation") }}', null, {{ var('histogram_bins') }})
+    prepare_image(s.content, s.path, {{ image_size }}, {{ image_size }},
+                  '{{ resize_mode }}', '{{ interpolation }}', null, {{ histogram_bins }})
 )) p
 where p.error is null

@@ -2,7 +2,7 @@
 -- (exact duplicates have distance 0). Not all pairs are compared: the 64-bit hash is cut into
 -- d + 1 bands, and two hashes within distance d agree on at least one band (pigeonhole), so
 -- only images sharing a band value are compared.
-{% set max_distance = var('near_duplicate_max_distance') %}
+{% set max_distance = int_var('near_duplicate_max_distance', min=0, max=64) %}
 {% set n_bands = max_distance + 1 %}
 {% set band_bits = ((64 + n_bands - 1) // n_bands) %}
 with banded as (

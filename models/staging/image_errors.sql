@@ -1,12 +1,14 @@
 -- One row per file under images_path that could not be used, with the reason: the files that
--- did not decode into images_resized. Only these files are decoded again, to say why.
+-- did not decode into images_resized. Only these files are decoded again, to say why. Files that
+-- were not read at all (too large, not a regular file, unreadable) carry the listing's reason
+-- and no content_sha256, hence the NULL-safe comparisons.
 --
 -- Incremental: a build looks only at files that are new or changed; the rows of files that
 -- were deleted or changed since are removed first.
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
     delete_where="not exists (select 1 from " ~ ref('stg_files') ~ " f where f.path = image_errors.path"
-                 ~ " and f.content_sha256 = image_errors.content_sha256"
+                 ~ " and f.content_sha256 <=> image_errors.content_sha256"
                  ~ " and f.modified_at = image_errors.modified_at)"
 ) }}
 select
@@ -16,11 +18,11 @@ select
     f.size_bytes,
     f.modified_at,
     f.content_sha256,
-    image_error(s.content, s.path) as reason
+    coalesce(s.read_error, image_error(s.content, s.path)) as reason
 from {{ ref('stg_files') }} f
-left anti join {{ ref('images_resized') }} i on i.path = f.path and i.content_sha256 = f.content_sha256
+left anti join {{ ref('images_resized') }} i on i.path = f.path and i.content_sha256 <=> f.content_sha256
 join {{ new_rows(source('raw', 'images')) }} s on s.path = f.path
 {%- if is_incremental() %}
 left anti join {{ this }} t
-    on t.path = f.path and t.content_sha256 = f.content_sha256 and t.modified_at = f.modified_at
+    on t.path = f.path and t.content_sha256 <=> f.content_sha256 and t.modified_at = f.modified_at
 {%- endif %}
