@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--port", type=int, default=8080)
     serve = sub.add_parser("serve", parents=[common], help="a SQL endpoint (JDBC/ODBC) over the built tables")
     serve.add_argument("--port", type=int, default=10000)
+    serve.add_argument("--host", default=None,
+                       help="address to listen on (default: localhost); any other needs a login, see the README")
+    serve.add_argument("--allow-writes", action="store_true",
+                       help="lift the read-only checks: clients may write, add jars, call JVM methods")
     sub.add_parser("clean", parents=[common], help="delete target/ (the project's clean-targets)")
     sub.add_parser("functions", parents=[common], help="list the image functions callable from SQL")
     return parser

@@ -13,9 +13,15 @@ under `target/serve/`, so nothing lands in the project folder or the working dir
 
 While serving, the warehouse catalog is checked every few seconds: when a build publishes new
 versions, the views are switched to them, so clients always read the last good tables.
+
+The endpoint is read-only unless started with --allow-writes: clients get a session whose
+statements are checked (imageprep/endpoint_guard.py). It listens on localhost unless --host names
+another address; then HiveServer2 must check users (`hive.server2.authentication` in the target's
+spark settings: LDAP, KERBEROS, CUSTOM or PAM), or it does not start.
 """
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import signal
 import socket
@@ -26,9 +32,12 @@ from .catalog import register_warehouse
 from .errors import ProjectError
 from .warehouse import Warehouse
 
-HOST = "localhost"  # no authentication: serve on the loopback interface only
+HOST = "localhost"  # without --host: the loopback interface only, where no login is needed
 SINGLE_SESSION = "spark.sql.hive.thriftServer.singleSession"
 REFRESH_SECONDS = 2.0
+AUTHENTICATION = "hive.server2.authentication"
+# HiveServer2's mechanisms that check a user (NONE and NOSASL let anyone in).
+AUTH_METHODS = ("LDAP", "KERBEROS", "CUSTOM", "PAM")
 
 
 def serve_command(args, project, target) -> int:
@@ -36,31 +45,74 @@ def serve_command(args, project, target) -> int:
     port = int(args.port)
     if not 0 < port < 65536:
         raise ProjectError(f"--port {port} is not a TCP port (1-65535)")
-    if port_in_use(HOST, port):
-        raise ProjectError(f"port {port} on {HOST} is already in use; pick another with --port")
+    host = getattr(args, "host", None) or HOST
+    allow_writes = bool(getattr(args, "allow_writes", False))
+    auth = authentication(target.spark)
+    if auth is None and not is_loopback(host):
+        raise ProjectError(f"--host {host} would let anyone on the network run SQL as this user: set "
+                           f"{AUTHENTICATION} (LDAP, KERBEROS, CUSTOM or PAM) and its settings under the "
+                           "target's `spark:` in project.yml (see the README's SQL endpoint section), "
+                           "or serve on localhost and tunnel the port")
+    if port_in_use(host, port):
+        raise ProjectError(f"port {port} on {host} is already in use; pick another with --port")
     state = project.target_path / "serve"
-    spark = serve_session(project, target, state)
+    root = serve_session(project, target, state)
     try:
+        server_settings = thrift_settings(host, port, state, target.spark)
+        spark = root if allow_writes else read_only(root, server_settings)
         warehouse = Warehouse(project.warehouse_for(target), spark)
         catalog = warehouse.catalog()
         registered = register_warehouse(spark, warehouse)
-        server = start_thrift_server(spark, HOST, port, state)
+        server = start_thrift_server(spark, server_settings)
         try:
-            print(banner(project, target, registered, port), flush=True)
+            print(banner(project, target, registered, host, port, auth, allow_writes), flush=True)
             wait_for_stop(lambda: refresh(spark, warehouse, catalog))
             print("Stopping the SQL endpoint.", flush=True)
         finally:
             server.stop()
     finally:
-        spark.stop()
+        root.stop()
         shutil.rmtree(state / "hive", ignore_errors=True)
     return 0
 
 
+def authentication(settings: dict) -> str | None:
+    """The HiveServer2 mechanism the target's spark settings configure to check users, or None."""
+    value = settings.get(AUTHENTICATION, settings.get(f"spark.hadoop.{AUTHENTICATION}", "NONE"))
+    return str(value).upper() if str(value).upper() in AUTH_METHODS else None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` stands for is on this machine's loopback interface."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        raise ProjectError(f"--host {host} is not an address or a known host name") from None
+    return all(ipaddress.ip_address(address.split("%")[0]).is_loopback for address in addresses)
+
+
+def read_only(spark, server_settings: dict[str, str]):
+    """A session of `spark`'s where statements that write, run programs or call JVM methods are
+    refused, with the image functions and the Thrift server's settings (set before checks start,
+    so they are not taken for a client's)."""
+    import udfs
+
+    from .endpoint_guard import read_only_session
+
+    def prepare(session):
+        udfs.register_all(session, ship_code=False)
+        for key, value in server_settings.items():
+            session.conf.set(key, value)
+
+    return read_only_session(spark, prepare)
+
+
 def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex((host, port)) == 0
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def serve_session(project, target, state: Path):
@@ -82,18 +134,14 @@ def serve_session(project, target, state: Path):
     return spark
 
 
-def start_thrift_server(spark, host: str, port: int, state: Path):
-    """Start Spark's Thrift JDBC/ODBC server on `spark` (the JVM object; `.stop()` stops it)."""
-    state = state.resolve()
-    hive = state / "hive"
-    for folder in ("scratch", "resources", "operation_logs"):
-        (hive / folder).mkdir(parents=True, exist_ok=True)
-    jvm = spark._jvm
-    # Derby (the Thrift server's in-memory execution metastore) writes derby.log to the working
-    # directory unless told otherwise. (Setting derby.system.home instead breaks the in-memory database.)
-    jvm.java.lang.System.setProperty("derby.stream.error.file", str(state / "derby.log"))
-    # The server reads its Hive settings from the session's configuration.
-    for key, value in {
+def thrift_settings(host: str, port: int, state: Path, target_settings: dict) -> dict[str, str]:
+    """The Hive settings the Thrift server reads from its session: address, folders under `state`,
+    and the target's authentication settings (`spark.hadoop.` or not)."""
+    hive = state.resolve() / "hive"
+    return {
+        **{name: str(value) for name, value in
+           ((key.removeprefix("spark.hadoop."), value) for key, value in target_settings.items())
+           if is_authentication_setting(name)},
         "hive.server2.thrift.bind.host": host,
         "hive.server2.thrift.port": str(port),
         "hive.server2.transport.mode": "binary",
@@ -102,8 +150,29 @@ def start_thrift_server(spark, host: str, port: int, state: Path):
         "hive.downloaded.resources.dir": str(hive / "resources" / "${hive.session.id}"),
         "hive.querylog.location": str(hive / "querylog"),
         "hive.server2.logging.operation.log.location": str(hive / "operation_logs"),
-    }.items():
+    }
+
+
+def is_authentication_setting(name: str) -> bool:
+    return name.startswith("hive.server2.authentication") or name == "hive.server2.custom.authentication.class"
+
+
+def start_thrift_server(spark, server_settings: dict[str, str]):
+    """Start Spark's Thrift JDBC/ODBC server on `spark` (the JVM object; `.stop()` stops it)."""
+    hive = Path(server_settings["hive.exec.local.scratchdir"]).parent
+    for folder in ("scratch", "resources", "operation_logs"):
+        (hive / folder).mkdir(parents=True, exist_ok=True)
+    jvm = spark._jvm
+    # Derby (the Thrift server's in-memory execution metastore) writes derby.log to the working
+    # directory unless told otherwise. (Setting derby.system.home instead breaks the in-memory database.)
+    jvm.java.lang.System.setProperty("derby.stream.error.file", str(hive.parent / "derby.log"))
+    for key, value in server_settings.items():  # the server reads its Hive settings from the session
         spark.conf.set(key, value)
+        # ... but the LDAP and CUSTOM authenticators read theirs from a HiveConf of their own
+        # (system properties and hive-site.xml).
+        if is_authentication_setting(key):
+            jvm.java.lang.System.setProperty(key, value)
+    host, port = server_settings["hive.server2.thrift.bind.host"], int(server_settings["hive.server2.thrift.port"])
     try:
         server = jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
             spark._jsparkSession.sqlContext())
@@ -125,17 +194,25 @@ def _wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def banner(project, target, registered: list[str], port: int) -> str:
+def banner(project, target, registered: list[str], host: str, port: int, auth: str | None,
+           allow_writes: bool) -> str:
     import udfs
 
-    url = f"jdbc:hive2://{HOST}:{port}/default"
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    url = f"jdbc:hive2://{shown}:{port}/default"
     beeline = spark_bin("beeline")
+    login = f"users checked by {auth}" if auth else "no user or password"
+    password = auth in ("LDAP", "CUSTOM", "PAM")
+    plain = "CUSTOM" if auth == "PAM" else auth  # PyHive sends a password the same way for all three
+    credentials = f", username='USER', password='PASSWORD', auth='{plain}'" if password else ""
     lines = [
         f"SQL endpoint for project '{project.name}' (target '{target.name}'): {len(registered)} tables and "
         f"views, {len(udfs.function_names())} image functions.",
-        f"  JDBC URL   {url}   (Hive JDBC driver; no user or password)",
-        f"  beeline    {beeline} -u {url} -e \"show tables\"",
-        f"  Python     pyhive: hive.connect('{HOST}', port={port}).cursor()",
+        f"  JDBC URL   {url}   (Hive JDBC driver; {login})",
+        f"  beeline    {beeline} -u {url} {'-n USER -p PASSWORD ' if password else ''}-e \"show tables\"",
+        f"  Python     pyhive: hive.connect('{shown}', port={port}{credentials}).cursor()",
+        "Writes are allowed (--allow-writes): clients can write wherever this process can." if allow_writes else
+        "Read-only: statements that write, change tables, add jars or call JVM methods are refused.",
         "Tables switch to new versions when a build publishes them. Ctrl-C stops the server.",
     ]
     if not registered:

@@ -1,8 +1,10 @@
 """Create the SparkSession a build or a query runs on, with the project's functions registered."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -13,6 +15,7 @@ from pathlib import Path
 from .errors import ProjectError
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties").as_uri()
+LOOPBACK = "127.0.0.1"
 
 # Settings the local target uses unless project.yml overrides them, chosen by measuring whole
 # builds on 2 cores (bench/README.md): image rows are large (a 224x224 image is 150 kB, its
@@ -105,7 +108,10 @@ CLUSTER_DEFAULT_KEYS = (
 def defaults_for(master: str) -> dict[str, str]:
     """The settings a session on `master` starts from, before the target's own."""
     if master.startswith("local"):
-        return {**LOCAL_DEFAULTS, "spark.sql.files.maxPartitionNum": str(4 * _local_cores(master))}
+        # A local session serves no other machine: its driver (RPC and block manager) listens on
+        # loopback only, where Spark's default is this machine's network address.
+        return {**LOCAL_DEFAULTS, "spark.sql.files.maxPartitionNum": str(4 * _local_cores(master)),
+                "spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
     return {key: LOCAL_DEFAULTS[key] for key in CLUSTER_DEFAULT_KEYS if key in LOCAL_DEFAULTS}
 
 
@@ -149,9 +155,10 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
         _start_workers_on_compiled_pyspark(conf)
     _python_for_executors(conf.get("spark.pyspark.python"))
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with _ui_on_loopback(master, conf):
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
     _note_class_path(spark, conf)
     spark.sparkContext.setLogLevel("ERROR")
     # PySpark logs every rejected query as a long JSON record; the runner reports it itself.
@@ -161,6 +168,40 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
 
         udfs.register_all(spark)
     return spark
+
+
+@contextlib.contextmanager
+def _ui_on_loopback(master: str, conf: dict):
+    """Keep a local session's web UI (when a target enables it) on loopback.
+
+    The UI listens on the address in SPARK_LOCAL_IP, an environment variable the JVM reads, and on
+    every address without it; no setting changes that. So the JVM is started with it; a JVM that
+    already runs without it (started earlier in this process) gets no UI."""
+    from pyspark import SparkContext
+
+    if not master.startswith("local"):
+        yield
+        return
+    if SparkContext._gateway is not None:
+        if not _is_loopback(SparkContext._jvm.java.lang.System.getenv("SPARK_LOCAL_IP")):
+            conf["spark.ui.enabled"] = "false"
+        yield
+        return
+    if "SPARK_LOCAL_IP" in os.environ:  # the user's own choice, for the UI only
+        yield
+        return
+    os.environ["SPARK_LOCAL_IP"] = LOOPBACK  # read when the JVM starts, in getOrCreate
+    try:
+        yield
+    finally:
+        os.environ.pop("SPARK_LOCAL_IP", None)
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name
+        return address == "localhost"
 
 
 def _start_workers_on_compiled_pyspark(conf: dict) -> None:

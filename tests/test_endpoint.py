@@ -5,6 +5,7 @@ subprocess; beeline joins two models and calls image functions over JDBC, and se
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -74,48 +75,99 @@ def add_image(root: Path, label: str, name: str, color, size=(40, 30)) -> None:
     Image.new("RGB", size, color).save(path)
 
 
-def jdbc(port: int, sql: str) -> list[list[str]]:
-    """Rows (header lines included) that beeline prints for `sql`, as tab-separated fields."""
-    done = subprocess.run([str(beeline()), "-u", f"jdbc:hive2://localhost:{port}/default", "--silent=true",
-                           "--outputformat=tsv2", "-e", sql], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = (re.sub(r"^(\d+: jdbc:hive2://\S*> ?)+", "", line) for line in done.stdout.splitlines())  # prompt echoes
+def run_beeline(port: int, sql: str, *options: str, url_tail: str = "", script: Path | None = None
+                ) -> subprocess.CompletedProcess:
+    """beeline's run of `sql` on the endpoint (`options` such as -n USER -p PASSWORD). Given a `script`
+    file, `sql` is run from it, each statement even after one fails."""
+    if script:
+        script.write_text(sql)
+    source = ["--force=true", "-f", str(script)] if script else ["-e", sql]
+    return subprocess.run([str(beeline()), "-u", f"jdbc:hive2://localhost:{port}/default{url_tail}", "--silent=true",
+                           "--outputformat=tsv2", *options, *source], capture_output=True, text=True, timeout=300)
+
+
+def rows_printed(stdout: str) -> list[list[str]]:
+    """Rows (header lines included) that beeline printed, as tab-separated fields."""
+    lines = (re.sub(r"^(\d+: jdbc:hive2://\S*> ?)+", "", line) for line in stdout.splitlines())  # prompt echoes
     return [[field.strip() for field in line.split("\t")] for line in lines if line.strip()]
 
 
-@pytest.fixture
-def served(spark, tmp_path):
-    """A built tiny project and a `runner.py serve` subprocess on a free port: (root, port, process)."""
-    if not beeline().exists():
-        pytest.skip(f"no beeline in this Spark installation ({beeline()})")
-    root = write_project(tmp_path / "project", MODELS)
+def jdbc(port: int, sql: str) -> list[list[str]]:
+    """Rows (header lines included) that beeline prints for `sql`, as tab-separated fields."""
+    done = run_beeline(port, sql)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return rows_printed(done.stdout)
+
+
+def build_tiny_project(root: Path, project_yml: str | None = None) -> Path:
+    """The tiny image project (3 red and 2 blue images), built on the test run's session."""
+    write_project(root, {**MODELS, **({"project.yml": project_yml} if project_yml else {})})
     for i in range(3):
         add_image(root, "red", f"r{i}.png", RED)
     for i in range(2):
         add_image(root, "blue", f"b{i}.png", BLUE, size=(30, 50))
     assert main(["build", "--project-dir", str(root)]) == 0
-    port, cwd = free_port(), tmp_path / "cwd"
-    cwd.mkdir()
-    log = (tmp_path / "serve.out").open("w+")
-    process = subprocess.Popen([sys.executable, str(ROOT / "runner.py"), "serve", "--project-dir", str(root),
-                                "--port", str(port)], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    return root
+
+
+def start_serve(root: Path, port: int, cwd: Path, log: Path, **options) -> subprocess.Popen:
+    """A `runner.py serve` subprocess of `root` on `port`, its output in `log`."""
+    cwd.mkdir(exist_ok=True)
+    arguments = ["serve", "--project-dir", str(root), "--port", str(port)]
+    if options.get("host"):
+        arguments += ["--host", options["host"]]
+    if options.get("allow_writes"):
+        arguments.append("--allow-writes")
+    command = [sys.executable, str(ROOT / "runner.py"), *arguments]
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for_banner(process: subprocess.Popen, log: Path, timeout: float = 180) -> bool:
+    """True once serve prints its banner, False if it exits first."""
+    deadline = time.monotonic() + timeout
+    while "Ctrl-C stops the server" not in log.read_text():
+        if process.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, f"serve did not start in {timeout:.0f} s:\n{log.read_text()}"
+        time.sleep(0.5)
+    return True
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def serving(root: Path, port: int, cwd: Path, log: Path, **options):
+    """`start_serve`, once it serves; stopped on leaving."""
+    process = start_serve(root, port, cwd, log, **options)
     try:
-        deadline = time.monotonic() + 180
-        while "Ctrl-C stops the server" not in Path(log.name).read_text():
-            assert process.poll() is None, f"serve exited with {process.returncode}:\n{Path(log.name).read_text()}"
-            assert time.monotonic() < deadline, f"serve did not start in 180 s:\n{Path(log.name).read_text()}"
-            time.sleep(0.5)
-        yield root, port, process, Path(log.name)
+        assert wait_for_banner(process, log), f"serve exited with {process.returncode}:\n{log.read_text()}"
+        yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
+        stop(process)
+
+
+def needs_beeline() -> None:
+    if not beeline().exists():
+        pytest.skip(f"no beeline in this Spark installation ({beeline()})")
+
+
+@pytest.fixture
+def served(spark, tmp_path):
+    """A built tiny project and a `runner.py serve` subprocess on a free port: (root, port, process, log)."""
+    needs_beeline()
+    root = build_tiny_project(tmp_path / "project")
+    port, log = free_port(), tmp_path / "serve.out"
+    with serving(root, port, tmp_path / "cwd", log) as process:
+        yield root, port, process, log
 
 
 def test_beeline_joins_models_and_calls_image_functions_then_sees_a_rebuild(served, tmp_path):
