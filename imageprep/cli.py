@@ -20,10 +20,11 @@ from .build import RUNS, Execution, execute, merge_passes, names_to_commit, pend
 from .build_lock import build_lock
 from .errors import ProjectError
 from .fingerprint import TestState
-from .graph import INDIRECT_SELECTION, Graph, PreviousRun, select
+from .graph import Graph
 from .nodes import MODEL, TEST
 from .project import load_project
 from .render import Renderer
+from .selection import INDIRECT_SELECTION, PreviousRun, select
 from .sources import files_gone
 from .warehouse import Warehouse
 

@@ -2,7 +2,8 @@
 import pytest
 
 from imageprep.errors import ProjectError
-from imageprep.graph import Graph, select
+from imageprep.graph import Graph
+from imageprep.selection import select
 from imageprep.nodes import MODEL, SEED, TEST, DataTest, Model, Seed
 
 
