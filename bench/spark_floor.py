@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 def smallest_file(spark, warehouse, name: str):
     """The rows of a built table's smallest Parquet file, read with the table's schema."""
-    from imageprep.incremental import data_files
+    from imageprep.table_writer import data_files
 
     version = warehouse.current_version_folder(name)
     smallest = min(data_files(version), key=lambda f: (version / f).stat().st_size)

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .nodes import MODEL, SOURCE, TEST, Node
+from .nodes import MODEL, SOURCE, TEST, Node, ResourceType
+from .status import Status
 
 INVOCATION_ID = str(uuid.uuid4())
 LOG_FILE = "runner.log"
@@ -33,8 +34,8 @@ def _now() -> str:
 class NodeResult:
     unique_id: str
     name: str
-    resource_type: str
-    status: str  # success | error | skipped | pass | warn | fail
+    resource_type: ResourceType
+    status: Status
     execution_time: float = 0.0
     rows: int | None = None
     failures: int | None = None
@@ -58,7 +59,8 @@ def write_compiled(path: Path, sql: str) -> None:
     path.write_text(sql.rstrip() + "\n", encoding="utf-8")
 
 
-def write_manifest(target_path: Path, project, graph, executable_sql: dict[str, str], target_name: str) -> Path:
+def write_manifest(target_path: Path, project, graph, executable_sql: dict[str, str], target_name: str) -> dict:
+    """Write target/manifest.json and return it as written (JSON values), as the next run will read it."""
     nodes, sources = {}, {}
     for uid, node in graph.nodes.items():
         entry: dict[str, Any] = {
@@ -95,7 +97,8 @@ def write_manifest(target_path: Path, project, graph, executable_sql: dict[str, 
         "parent_map": {uid: sorted(p) for uid, p in graph.parents.items()},
         "child_map": {uid: sorted(c) for uid, c in graph.children.items()},
     }
-    return _write_json(target_path / "manifest.json", manifest)
+    _write_json(target_path / "manifest.json", manifest)
+    return _jsonable(manifest)
 
 
 def write_run_results(target_path: Path, command: str, results: list[NodeResult], elapsed: float,

@@ -24,13 +24,11 @@ def register_relation(spark, name: str, entry: dict, warehouse: Warehouse) -> No
 
 def read_table(spark, warehouse: Warehouse, entry: dict):
     """A table's version as the catalog entry names it, with the schema the build kept in the
-    entry, so no Parquet footer is read to infer it (entries from older builds have none)."""
-    reader = spark.read
-    if entry.get("schema"):
-        from pyspark.sql.types import StructType
+    entry, so no Parquet footer is read to infer it."""
+    from pyspark.sql.types import StructType
 
-        reader = reader.schema(StructType.fromJson(json.loads(entry["schema"])))
-    return reader.parquet(str(warehouse.root / entry["version"]))
+    schema = StructType.fromJson(json.loads(entry["schema"]))
+    return spark.read.schema(schema).parquet(str(warehouse.root / entry["version"]))
 
 
 def register_warehouse(spark, warehouse: Warehouse) -> list[str]:

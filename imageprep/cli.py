@@ -1,39 +1,25 @@
 """The command line: `python runner.py <command> [flags]`, with dbt's command names and flags.
 
+This module parses the arguments and prints; the commands' work is in `tasks` (and `docs_site`,
+`endpoint` for docs and serve), and a build's progress lines are printed by a progress.Reporter.
+
 Exit codes: 0 success, 1 a model or test failed, 2 a usage or project error.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
-import shutil
 import sys
-import time
-from pathlib import Path
 
-import yaml
-
-from . import artifacts, fingerprint
-from .build import RUNS, Execution, execute, merge_passes, names_to_commit, pending_note, summary
-from .build_lock import build_lock
+from . import tasks
 from .errors import ProjectError
-from .fingerprint import TestState
-from .graph import Graph
 from .nodes import MODEL, TEST
-from .project import load_project
-from .render import Renderer
-from .selection import INDIRECT_SELECTION, PreviousRun, select
-from .sources import files_gone
-from .warehouse import Warehouse
+from .progress import Reporter
+from .selection import INDIRECT_SELECTION
+from .tasks import UsageError
 
-MAX_EXTRA_PASSES = 2  # builds again after files went away mid-build; a folder that never stops changing ends there
 COMMANDS = ("build", "run", "test", "seed", "compile", "ls", "show", "query", "docs", "serve", "clean", "functions")
-
-
-class UsageError(ProjectError):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,18 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_vars(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--vars is not valid YAML or JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError("--vars must be a mapping, e.g. '{\"images_path\": \"/data/images\"}'")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -127,220 +101,71 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(args) -> int:
-    root = Path(args.project_dir)
     if args.command == "functions":
-        import udfs
-
-        for spec in udfs.FUNCTIONS:
-            first_sentence = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", spec.description)[0].rstrip(".")
-            print(f"{spec.signature}\n    {first_sentence}.\n")
-        print("Full reference with examples: docs/functions.md")
-        return 0
+        return _functions()
     if args.command == "retry":
-        args = _retry_args(args)
-    project = load_project(root, parse_vars(args.vars))
+        options = tasks.retry_options(args.project_dir, vars=args.vars, target=args.target)
+        return _run(args, options)
+    if args.command in tasks.RUNS:
+        return _run(args, tasks.RunOptions(
+            command=args.command, vars=args.vars, target=args.target, select=args.select, exclude=args.exclude,
+            indirect_selection=args.indirect_selection, full_refresh=args.full_refresh, fail_fast=args.fail_fast,
+            threads=args.threads))
+    project = tasks.load(args.project_dir, args.vars)
     target = project.target(args.target)
     if args.command == "clean":
-        for folder in project.clean_targets:
-            path = (project.root / folder).resolve()
-            if project.root not in path.parents:
-                raise ProjectError(f"clean-targets entry '{folder}' is outside the project; refusing to delete it",
-                                   path="project.yml")
-            shutil.rmtree(path, ignore_errors=True)
+        for folder in tasks.clean(project):
             print(f"Removed {folder}/")
         return 0
-    warehouse = Warehouse.for_target(project, target)
-    if args.command not in RUNS:
-        return _run_project(args, project, target, warehouse)
-    # Commands that publish take turns on a warehouse; readers need no lock.
-    with build_lock(warehouse.root, getattr(args, "invocation", args.command), wait=not args.no_wait):
-        warehouse.begin_build()  # so the SQL is rendered against the tables as the build will read them
-        if getattr(args, "retry", False) and not args.select and not warehouse.pending():
-            print("Nothing to retry: the last run had no failed or skipped nodes.")
-            return 0
-        return _run_project(args, project, target, warehouse)
-
-
-def _run_project(args, project, target, warehouse: Warehouse) -> int:
-    artifacts.open_log(project.target_path)
-    built = {name for name, entry in warehouse.catalog().items() if entry.get("kind") == "table"}
-    renderer = Renderer(project, target.name, built, full_refresh=bool(getattr(args, "full_refresh", False)))
-    renderer.render_all()
-    tests = renderer.build_tests()
-    nodes = [*project.models.values(), *project.seeds.values(), *project.sources.values(), *tests]
-    graph = Graph(nodes)
-    executable = {m.unique_id: renderer.executable_sql(m) for m in project.models.values()}
-    executable.update({t.unique_id: t.compiled_sql for t in tests})
-    for uid, sql in executable.items():
-        artifacts.write_compiled(artifacts.compiled_path(project.target_path, project.name, graph.nodes[uid]), sql)
-    previous = _previous_run(project.target_path)
-    manifest_path = artifacts.write_manifest(project.target_path, project, graph, executable, target.name)
-    previous.current_nodes = json.loads(manifest_path.read_text())["nodes"]
-
+    compiled = tasks.compile_project(project, target)
     if args.command in ("show", "query"):
-        return _query(args, project, target)
+        from .formatting import print_rows
+
+        if args.command == "show":
+            found, fmt = tasks.show(project, target, args.model, args.limit), "table"
+        else:
+            found, fmt = tasks.query(project, target, args.sql, args.limit), args.format
+        print_rows(found.columns, found.rows, fmt)
+        return 0
     if args.command == "docs":
         from .docs_site import docs_command
 
-        return docs_command(args, project, target, graph, executable)
+        return docs_command(args, project, target, compiled.graph, compiled.executable_sql)
     if args.command == "serve":
         from .endpoint import serve_command
 
         return serve_command(args, project, target)
-    if getattr(args, "retry", False) and not args.select:
-        selected, warnings = [], []  # nothing failed: the run only commits what earlier runs left pending
-    else:
-        selected, warnings = select(graph, getattr(args, "select", None), getattr(args, "exclude", None), previous,
-                                    getattr(args, "indirect_selection", None) or "eager")
+    selected, warnings = tasks.select_nodes(compiled, args.select, args.exclude, args.indirect_selection)
     for warning in warnings:
         print(f"Warning: {warning}", file=sys.stderr)
+    graph = compiled.graph
     if args.command == "ls":
         for uid in selected:
             node = graph.nodes[uid]
             kind = node.materialized if node.resource_type == MODEL else node.resource_type
             print(f"{node.resource_type:<6} {kind:<11} {node.name}")
         return 0
-    if args.command == "compile":
-        shown = [uid for uid in selected if uid in executable and graph.nodes[uid].resource_type == MODEL]
-        print(f"Compiled {len(shown)} models and {sum(graph.nodes[u].resource_type == TEST for u in selected)} "
-              f"tests to {project.rel(project.target_path / 'compiled')}/")
-        return 0
-    return _execute(args, project, target, graph, executable, selected, renderer)
+    # compile
+    shown = [uid for uid in selected if uid in compiled.executable_sql and graph.nodes[uid].resource_type == MODEL]
+    print(f"Compiled {len(shown)} models and {sum(graph.nodes[u].resource_type == TEST for u in selected)} "
+          f"tests to {project.rel(project.target_path / 'compiled')}/")
+    return 0
 
 
-def _execute(args, project, target, graph, executable, selected, renderer) -> int:
-    from .spark_session import create_session
-
-    started = time.perf_counter()
-    log = artifacts.open_log(project.target_path)
-
-    def echo(line: str) -> None:
-        print(line, flush=True)
-        log.info(line)
-
-    threads = getattr(args, "threads", None) or target.threads
-    if threads < 1:
-        raise UsageError("--threads must be at least 1")
-    settings = dict(target.spark)
-    if threads > 1:
-        settings.setdefault("spark.scheduler.mode", "FAIR")  # concurrent models share the cores
-    if project.warehouse_outside_project(target):
-        echo(f"Warehouse: {project.warehouse_for(target)} (outside the project)")
-    echo(f"Starting Spark ({target.master}) for project '{project.name}', target '{target.name}'")
-    spark = create_session(target.master, app_name=project.name, settings=settings)
-    echo(f"Spark {spark.version} ready in {time.perf_counter() - started:.1f}s; "
-         f"running {sum(graph.nodes[u].resource_type in {'model', 'seed', 'test'} for u in selected)} selected nodes")
-    warehouse = Warehouse(project.warehouse_for(target), spark).begin_build()
-    baseline = {**executable, **{m.unique_id: renderer.executable_sql(m, baseline=True)
-                                 for m in project.models.values()}}
-    test_state = TestState(warehouse.root)
-
-    def one_pass() -> tuple[Execution, list]:
-        # Each image folder is listed once per pass, for its fingerprint; every node reads that listing.
-        listings: dict = {}
-        logic: dict[str, str] = {}
-        prints = fingerprint.compute(graph, project, baseline, fingerprint.macro_sources(renderer),
-                                     lambda source: fingerprint.listing_of(spark, source, listings), logic=logic)
-        for relation, listing in listings.items():
-            if not listing.files:
-                echo(f"Warning: the image folder {sources_by_relation[relation].location} holds no files")
-        ex = Execution(spark, project, graph, warehouse, executable, fail_fast=args.fail_fast, echo=echo,
-                       full_refresh=args.full_refresh, fingerprints=prints, logic_prints=logic,
-                       baseline_sql=baseline, test_state=test_state,
-                       incremental_models=renderer.incremental_models, threads=threads, listings=listings)
-        return ex, execute(ex, args.command, selected)
-
-    sources_by_relation = {s.relation: s for s in project.sources.values()}
-    ex, results = one_pass()
-    for _ in range(MAX_EXTRA_PASSES):
-        # Files deleted or rewritten while the build ran: build again (only what that changes), so
-        # the tables agree with the folder as it is now, not as it was listed.
-        if any(r.status in ("error", "fail") for r in results):
-            break
-        gone = files_gone(spark, sources_by_relation, ex.listings)
-        if not gone:
-            break
-        echo(f"{len(gone)} file{'s' * (len(gone) != 1)} went away during the build "
-             f"(deleted or rewritten); building again so the tables match the folder")
-        ex, again = one_pass()
-        results = merge_passes(results, again)
-    ex.test_state.save()
-    # One switch for everything the run wrote, and only if it all went well.
-    to_commit = names_to_commit(ex, args.command, selected, results, retry=getattr(args, "retry", False))
-    if to_commit is not None:
-        warehouse.commit_build(to_commit)
-    elapsed = time.perf_counter() - started
-    invocation = {k: getattr(args, k, None) for k in ("vars", "target", "select", "exclude",
-                                                      "indirect_selection", "full_refresh", "fail_fast")}
-    artifacts.write_run_results(project.target_path, args.command, results, elapsed, invocation)
-    artifacts.keep_state(project.target_path)
-    lines, code = summary(results, elapsed)
-    for line in lines:
-        echo(line)
-    note = pending_note(warehouse.pending(), failed=to_commit is None)
-    if note:
-        echo(note)
-    return code
+def _run(args, options: tasks.RunOptions) -> int:
+    """build, run, test, seed and retry: progress lines as the nodes finish, then a summary."""
+    result = tasks.run(args.project_dir, options, wait=not args.no_wait, reporter=Reporter(),
+                       invocation=getattr(args, "invocation", args.command))
+    if result.nothing_to_retry:
+        print("Nothing to retry: the last run had no failed or skipped nodes.")
+    return result.exit_code
 
 
-def _previous_run(target_path: Path) -> PreviousRun:
-    """The last build's manifest and the last run's results, for state: and result: selectors."""
-    previous = PreviousRun()
-    state = target_path / "state" / "manifest.json"
-    if state.exists():
-        previous.manifest_nodes = json.loads(state.read_text())["nodes"]
-    results = target_path / "run_results.json"
-    if results.exists():
-        previous.results = {r["unique_id"]: r["status"] for r in json.loads(results.read_text())["results"]}
-    return previous
+def _functions() -> int:
+    import udfs
 
-
-RETRIED = ("error", "fail", "skipped")
-
-
-def _retry_args(args):
-    """The last run's command and flags, selecting only the nodes that failed or were skipped.
-
-    A retry also commits the tables failed runs left pending that are still current (see
-    build.names_to_commit), so it runs even when nothing failed last time if some are pending."""
-    path = Path(args.project_dir) / "target" / "run_results.json"
-    if not path.exists():
-        raise UsageError("nothing to retry: there is no target/run_results.json (run a build first)")
-    last = json.loads(path.read_text())
-    failed = [r["unique_id"] for r in last["results"] if r["status"] in RETRIED]
-    previous = last.get("args") or {}
-    return argparse.Namespace(
-        command=last["command"], project_dir=args.project_dir, target=args.target or previous.get("target"),
-        vars=args.vars or previous.get("vars"), select=[" ".join(f"result:{s}" for s in RETRIED)] if failed else [],
-        exclude=None, indirect_selection=previous.get("indirect_selection") or "eager",
-        full_refresh=bool(previous.get("full_refresh")), fail_fast=bool(previous.get("fail_fast")), threads=None,
-        no_wait=args.no_wait, invocation=getattr(args, "invocation", "retry"), retry=True)
-
-
-def _query(args, project, target) -> int:
-    from .catalog import register_warehouse
-    from .formatting import print_rows
-    from .spark_session import create_session
-
-    spark = create_session(target.master, app_name=f"{project.name}-query", settings=target.spark)
-    warehouse = Warehouse(project.warehouse_for(target), spark)
-    registered = register_warehouse(spark, warehouse)
-    if args.command == "show":
-        if args.model not in registered:
-            from .project import closest
-
-            raise ProjectError(f"'{args.model}' has not been built (run `python runner.py build`) or is not a "
-                               f"table or view.{closest(args.model, registered)}")
-        sql, limit, fmt = f"SELECT * FROM `{args.model}`", args.limit, "table"
-    else:
-        sql, limit, fmt = args.sql, args.limit, args.format
-    try:
-        frame = spark.sql(sql)
-    except Exception as exc:
-        if type(exc).__name__ in ("AnalysisException", "ParseException"):
-            raise ProjectError(f"Spark rejected the query:\n  {str(exc).strip().splitlines()[0]}\n"
-                               f"Tables you can query: {', '.join(sorted(registered)) or 'none (build first)'}") from None
-        raise
-    rows = frame.limit(limit).collect() if limit is not None else frame.collect()
-    print_rows(frame.columns, rows, fmt)
+    for spec in udfs.FUNCTIONS:
+        first_sentence = re.split(r"(?<!e\.g)(?<!i\.e)\.\s", spec.description)[0].rstrip(".")
+        print(f"{spec.signature}\n    {first_sentence}.\n")
+    print("Full reference with examples: docs/functions.md")
     return 0

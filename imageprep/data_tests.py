@@ -4,13 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .nodes import DataTest
+from .status import Status
 
 SHOWN_FAILURES = 5
 
 
 @dataclass
 class TestOutcome:
-    status: str  # pass | warn | fail
+    status: Status  # PASS, WARN or FAIL
     failures: int
     examples: list[dict] = field(default_factory=list)
 
@@ -22,8 +23,8 @@ def run_test(spark, test: DataTest, sql: str) -> TestOutcome:
     count = failing.count()
     examples = [_printable(r.asDict()) for r in failing.limit(SHOWN_FAILURES).collect()] if count else []
     if count == 0:
-        return TestOutcome("pass", 0)
-    return TestOutcome("warn" if test.severity == "warn" else "fail", count, examples)
+        return TestOutcome(Status.PASS, 0)
+    return TestOutcome(Status.WARN if test.severity == "warn" else Status.FAIL, count, examples)
 
 
 def _printable(row: dict) -> dict:

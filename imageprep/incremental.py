@@ -6,7 +6,9 @@
 
 The result is still a new version of the table, switched to atomically: the Parquet files of the
 current version that stay valid are hard-linked into the new version (no bytes copied, where the
-warehouse is a local folder; copied elsewhere), and only new or changed rows are written.
+warehouse is a local folder; copied elsewhere), and only new or changed rows are written. This
+module decides which files stay and which rows are written (`next_version`); table_writer writes
+and publishes the version, as it does for a full build.
 
 - `append`: the query's rows are added.
 - `merge` (needs `unique_key`): rows whose key the query returns are replaced; files holding none
@@ -28,13 +30,16 @@ how a table that mirrors a folder forgets files that were deleted or changed:
 """
 from __future__ import annotations
 
-import os
-import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote
 
-from . import normalization
+from .catalog import read_table
 from .errors import ProjectError
 from .nodes import Model
+from .table_writer import data_files
 
 STRATEGIES = ("append", "merge", "insert_overwrite")
 SCHEMA_CHANGES = ("fail", "append_new_columns")
@@ -53,28 +58,86 @@ def strategy_of(model: Model) -> str:
     return strategy
 
 
+@dataclass
+class NextVersion:
+    """What an incremental build writes: the files of the current version that stay as they are
+    (`keep`, relative to the folder `current`), and the rows written beside them."""
+
+    current: object  # a Path, or a HadoopPath on a URI warehouse
+    keep: list[Path]
+    rows: object  # a DataFrame
+
+
+@contextmanager
+def next_version(spark, model: Model, query, warehouse, partition_by: tuple[str, ...]) -> Iterator[NextVersion]:
+    """The next version of an incremental model's existing table, given the frame of its query.
+    Frames cached to work it out stay cached until the block that writes it ends."""
+    cached: list = []
+    try:
+        yield _plan(spark, model, query, warehouse, partition_by, cached)
+    finally:
+        for frame in cached:
+            frame.unpersist()
+
+
+def _plan(spark, model: Model, query, warehouse, partition_by: tuple[str, ...], cached: list) -> NextVersion:
+    strategy = strategy_of(model)
+    entry = warehouse.catalog()[model.name]
+    current = warehouse.root / entry["version"]
+    old = read_table(spark, warehouse, entry)
+    incoming, rewritten_old = plan_schema(model, old, query)
+    if rewritten_old is not None:  # new columns: the old rows are rewritten once with NULLs for them
+        return NextVersion(current, [], rewritten_old.unionByName(incoming))
+    if strategy == "insert_overwrite":
+        replaced = {tuple(str(r[c]) for c in partition_by) for r in incoming.select(*partition_by).distinct().collect()}
+        keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
+        return NextVersion(current, keep, incoming)
+    return _append_or_merge(spark, model, strategy, current, old, incoming, cached)
+
+
+def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming, cached: list) -> NextVersion:
+    # Rows leave the table when the query replaces their key (merge) or delete_where holds for
+    # them. Files without such rows are kept as they are; the others are rewritten without them.
+    # Each row is known by its file and its position in it (stable, unlike generated ids).
+    tagged = _tag_rows(old)
+    leaving = _rows_to_delete(spark, model, tagged)
+    if strategy == "merge":
+        keys = _as_list(model.config["unique_key"])
+        incoming = incoming.cache()  # computed once: for its keys, then written
+        cached.append(incoming)
+        replaced = tagged.join(incoming.select(*keys).distinct(), keys, "left_semi").select("__file", "__row")
+        leaving = replaced if leaving is None else leaving.unionByName(replaced)
+    files = data_files(current)
+    touched: set[Path] = set()
+    survivors = None
+    if leaving is not None:
+        leaving = leaving.distinct().cache()
+        cached.append(leaving)
+        touched_uris = sorted(r["__file"] for r in leaving.select("__file").distinct().collect())
+        touched = {_relative_to_version(uri, current.name) for uri in touched_uris}
+        if touched_uris:  # only the files that lose rows are read again, and rewritten without them
+            survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
+                         .join(leaving, ["__file", "__row"], "left_anti").drop("__file", "__row"))
+    # A merge's new rows are cached and, once their keys were looked up, computed.
+    to_write = _in_files_by_size(incoming) if strategy == "merge" else incoming
+    if survivors is not None:
+        to_write = survivors.unionByName(to_write)
+    # Each build adds a file, and every scan opens every file (about 1 ms each): small files are
+    # gathered once there are enough of them. Only where files are rewritten anyway (merge,
+    # delete_where): an append-only table stays so, and new_rows() of it gives exactly the rows
+    # written since.
+    compacted: dict[Path, int] = {}
+    if strategy == "merge" or model.config.get("delete_where"):
+        compacted = small_files_to_compact(current, [f for f in files if f not in touched])
+    if compacted:
+        to_write = _gathered(spark, current, compacted, old.schema).unionByName(to_write)
+    return NextVersion(current, [f for f in files if f not in touched and f not in compacted], to_write)
+
+
 def _as_list(value) -> list[str]:
     if not value:
         return []
     return [value] if isinstance(value, str) else list(value)
-
-
-def data_files(version) -> list[Path]:
-    """Parquet files of a version (relative to it), leaving out Spark's _SUCCESS and .crc files."""
-    found = []
-    if isinstance(version, Path):
-        for folder, _, names in os.walk(version):
-            found += [(Path(folder) / name).relative_to(version) for name in names]
-    else:  # a folder on a Hadoop file system
-        pending = [(version, Path())]
-        while pending:
-            folder, relative = pending.pop()
-            for entry in folder.iterdir():
-                if entry.is_dir():
-                    pending.append((entry, relative / entry.name))
-                else:
-                    found.append(relative / entry.name)
-    return sorted(f for f in found if not f.name.startswith(("_", ".")))
 
 
 def plan_schema(model: Model, old_frame, new_frame):
@@ -109,84 +172,6 @@ def plan_schema(model: Model, old_frame, new_frame):
     old_aligned = old_frame.select(*[F.col(c) if c in old_types else F.lit(None).cast(new_types[c]).alias(c)
                                      for c in columns])
     return new_aligned, old_aligned
-
-
-def materialize_incremental(spark, model: Model, sql: str, warehouse, fingerprint: str | None,
-                            logic: str | None = None, seen: dict[str, list[str]] | None = None):
-    """Write the next version of an incremental model's existing table."""
-    from .catalog import read_table
-    from .materialize import partition_columns, publish_written, write_options
-
-    strategy = strategy_of(model)
-    options = write_options(model)
-    current = warehouse.current_version_folder(model.name)
-    partition_by = partition_columns(model)
-    old = read_table(spark, warehouse, warehouse.catalog()[model.name])
-    new_rows, rewritten_old = plan_schema(model, old, spark.sql(sql))
-    keep: list[Path] = []
-    cached: list = []
-    if rewritten_old is not None:  # new columns: the old rows are rewritten once with NULLs for them
-        to_write = rewritten_old.unionByName(new_rows)
-    elif strategy in ("append", "merge"):
-        # Rows leave the table when the query replaces their key (merge) or delete_where holds
-        # for them. Files without such rows are kept as they are; the others are rewritten.
-        # Each row is known by its file and its position in it (stable, unlike generated ids).
-        tagged = _tag_rows(old)
-        leaving = _rows_to_delete(spark, model, tagged)
-        if strategy == "merge":
-            keys = _as_list(model.config["unique_key"])
-            new_rows = new_rows.cache()  # computed once: for its keys, then written
-            cached.append(new_rows)
-            replaced = tagged.join(new_rows.select(*keys).distinct(), keys, "left_semi").select("__file", "__row")
-            leaving = replaced if leaving is None else leaving.unionByName(replaced)
-        files = data_files(current)
-        touched: set[Path] = set()
-        survivors = None
-        if leaving is not None:
-            leaving = leaving.distinct().cache()
-            cached.append(leaving)
-            touched_uris = sorted(r["__file"] for r in leaving.select("__file").distinct().collect())
-            touched = {_relative_to_version(uri, current.name) for uri in touched_uris}
-            if touched_uris:  # only the files that lose rows are read again, and rewritten without them
-                survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
-                             .join(leaving, ["__file", "__row"], "left_anti").drop("__file", "__row"))
-        # A merge's new rows are cached and, once their keys were looked up, computed.
-        to_write = _in_files_by_size(new_rows) if strategy == "merge" else new_rows
-        if survivors is not None:
-            to_write = survivors.unionByName(to_write)
-        # Each build adds a file, and every scan opens every file (about 1 ms each): small files
-        # are gathered once there are enough of them. Only where files are rewritten anyway (merge,
-        # delete_where): an append-only table stays so, and new_rows() of it gives exactly the
-        # rows written since.
-        compacted: dict[Path, int] = {}
-        if strategy == "merge" or model.config.get("delete_where"):
-            compacted = small_files_to_compact(current, [f for f in files if f not in touched])
-        if compacted:
-            to_write = _gathered(spark, current, compacted, old.schema).unionByName(to_write)
-        keep = [f for f in files if f not in touched and f not in compacted]
-    else:  # insert_overwrite
-        replaced = {tuple(str(r[c]) for c in partition_by) for r in new_rows.select(*partition_by).distinct().collect()}
-        keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
-        to_write = new_rows
-    version = warehouse.new_version_folder(model.name)
-    try:
-        for relative in keep:
-            _link_or_copy(current / relative, version / relative)
-        to_write = normalization.annotate(to_write, model.config)
-        writer = to_write.write.mode("append").options(**options)
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.parquet(str(version))
-    except BaseException:
-        warehouse.discard(str(version))
-        raise
-    finally:
-        for frame in cached:
-            frame.unpersist()
-    meta = model.config.get("meta")
-    return publish_written(spark, warehouse, model.name, version,
-                           written_schema=None if partition_by else to_write.schema,
-                           fingerprint=fingerprint, logic=logic, seen=seen, **({"meta": meta} if meta else {}))
 
 
 # A table that merges or deletes rows has its small files rewritten together once it has this many.
@@ -253,26 +238,9 @@ def _rows_to_delete(spark, model: Model, tagged):
 
 def _relative_to_version(uri: str, version_name: str) -> Path:
     """A data file's path inside its version folder, from the URI Spark reports for it."""
-    from urllib.parse import unquote
-
     return Path(unquote(uri).split(f"/{version_name}/", 1)[1])
 
 
-def _partition_values(relative: Path, partition_by: list[str]) -> tuple[str, ...]:
+def _partition_values(relative: Path, partition_by: tuple[str, ...]) -> tuple[str, ...]:
     values = dict(part.split("=", 1) for part in relative.parts[:-1] if "=" in part)
-    from urllib.parse import unquote
-
     return tuple(unquote(values.get(c, "")) for c in partition_by)
-
-
-def _link_or_copy(source, target) -> None:
-    """Hard-link a kept file into the new version (same bytes, no copy); copy across devices and on
-    Hadoop file systems, which have no links."""
-    if not isinstance(source, Path):
-        source.copy_to(target)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

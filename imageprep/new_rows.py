@@ -3,16 +3,18 @@
     select ... from {{ new_rows(ref('images_resized')) }} r     -- in an incremental model
     select ... from {{ new_rows(model) }} where ...              -- in a row-by-row data test
 
-Tables only ever gain Parquet files: a build writes its new rows to new files and hard-links
-the files it keeps (same names) into the table's next version. So the rows a node has not read
-are those of the files it has not seen. The runner remembers, per node, the files of each table
-it read through new_rows(): an incremental model in its catalog entry, a data test beside its
-last pass. A node with nothing remembered (a first build, --full-refresh, a model or test whose
-logic changed, a test that did not pass) reads every row.
+A table's Parquet files never change once written: a build writes its new rows (and any rows
+it rewrites) to new files and hard-links the files it keeps (same names) into the table's next
+version (table_writer). So the rows a node has not read are those of the files it has not seen.
+The runner remembers, per node, the files of each table it read through new_rows(): a model in
+the table version it wrote (Warehouse.seen_by), a data test beside its last pass
+(fingerprint.TestState). A node with nothing remembered (a first build, --full-refresh, a model
+or test whose logic changed, a test that did not pass) reads every row.
 
 The rows may include some the node has seen: a file rewritten because some of its rows were
-deleted holds the others too. An incremental model keeps its anti-join on {{ this }} for them;
-a row-by-row test checks them again, which is harmless.
+deleted holds the others too, and so does a file that gathered small ones. An incremental model
+keeps its anti-join on {{ this }} for them; a row-by-row test checks them again, which is
+harmless.
 
 A folder of images (a source with `format: images`) is one row per file: its new rows are the
 files whose (path, size, modification time) the node has not seen, and Spark opens no other.
@@ -24,13 +26,9 @@ from __future__ import annotations
 import hashlib
 
 from .catalog import read_table
-from .incremental import data_files
+from .names import new_rows_view
 from .sources import read_image_folder
-
-
-def view_name(node_name: str, relation: str) -> str:
-    """The temporary view a node's SQL reads for new_rows(relation), one per node (nodes may run together)."""
-    return f"__new_rows__{node_name}__{relation}"
+from .table_writer import data_files
 
 
 def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
@@ -42,7 +40,7 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
     now: dict[str, list[str]] = {}
     catalog = warehouse.catalog()
     for relation in node.new_rows_of:
-        name = view_name(node.name, relation)
+        name = new_rows_view(node.name, relation)
         seen = None if seen_before is None else seen_before.get(relation)
         source = (sources or {}).get(relation)
         if source is not None and source.format == "images":
@@ -88,4 +86,4 @@ def _file_key(entry) -> str:
 def drop(spark, node) -> None:
     """Remove the node's views once it ran: they are not tables of the project."""
     for relation in node.new_rows_of:
-        spark.catalog.dropTempView(view_name(node.name, relation))
+        spark.catalog.dropTempView(new_rows_view(node.name, relation))

@@ -1,10 +1,48 @@
-"""The elements of a project's graph. Each carries the file it came from so errors can name it."""
+"""The elements of a project's graph. Each carries the file it came from so errors can name it.
+
+What a node is (`ResourceType`) and how a model is stored (`Materialization`) are str enums: a
+member equals its word (`ResourceType.MODEL == "model"`) and is printed and written to JSON as
+that word, so manifests and output read the same as plain strings would.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-MODEL, SEED, SOURCE, TEST = "model", "seed", "source", "test"
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10
+    class StrEnum(str, Enum):
+        """A str enum whose members print and format as their values, as enum.StrEnum (3.11+)."""
+
+        __str__ = str.__str__
+        __format__ = str.__format__
+
+
+class ResourceType(StrEnum):
+    """What a node of the graph is."""
+
+    MODEL = "model"
+    SEED = "seed"
+    SOURCE = "source"
+    TEST = "test"
+
+
+class Materialization(StrEnum):
+    """How a node's result is stored: a model's `materialized` config, or `seed` for a seed.
+
+    Node.materialized returns the config's value as written; it compares equal to these."""
+
+    TABLE = "table"
+    VIEW = "view"
+    EPHEMERAL = "ephemeral"
+    INCREMENTAL = "incremental"
+    SEED = "seed"
+
+
+# Shorthands used throughout the runner.
+MODEL, SEED, SOURCE, TEST = ResourceType.MODEL, ResourceType.SEED, ResourceType.SOURCE, ResourceType.TEST
 
 
 @dataclass
@@ -13,7 +51,7 @@ class Node:
 
     unique_id: str
     name: str
-    resource_type: str
+    resource_type: ResourceType
     path: str  # file that defines it, relative to the project folder
     config: dict[str, Any] = field(default_factory=dict)
     description: str = ""

@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from . import normalization
 from .errors import ProjectError
-from .new_rows import view_name as new_rows_view
+from .names import new_rows_view
 from .nodes import MODEL, SEED, TEST, DataTest, Model, Node
 from .project import MATERIALIZATIONS, MODEL_CONFIG_KEYS, Project, closest, _as_list
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from .errors import ProjectError
 from .nodes import MODEL, SEED, SOURCE, TEST, Node
+from .status import Status
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -44,7 +45,7 @@ class PreviousRun:
     """What `state:` and `result:` selectors compare with: the last build's manifest and results."""
 
     manifest_nodes: dict[str, dict] | None = None
-    results: dict[str, str] | None = None  # unique id -> status
+    results: dict[str, Status] | None = None  # unique id -> status
     current_nodes: dict[str, dict] | None = None  # this run's manifest entries, to compare with
 
 
@@ -313,8 +314,9 @@ def _by_state(graph: Graph, c: Criterion, previous: PreviousRun | None) -> set[s
 
 @selector_method("result")
 def _by_result(graph: Graph, c: Criterion, previous: PreviousRun | None) -> set[str]:
-    """Nodes whose status in the last run's results is the value (`error`, `fail`, `success`...)."""
+    """Nodes whose status in the last run's results is the value (`error`, `fail`, `success`...),
+    or a case of it: `skipped` also selects the nodes that were `skipped: unchanged`."""
     if previous is None or previous.results is None:
         raise ProjectError("result: selects from the last run's target/run_results.json, and there is none yet")
     return {uid for uid, status in previous.results.items() if uid in graph.nodes
-            and (status == c.value or status.split(":")[0] == c.value)}
+            and c.value in (status, status.kind)}

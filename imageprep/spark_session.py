@@ -18,8 +18,9 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties").as_uri()
 LOOPBACK = "127.0.0.1"
 
 # Settings the local target uses unless project.yml overrides them, chosen by measuring whole
-# builds on 2 cores (bench/README.md): image rows are large (a 224x224 image is 150 kB, its
-# float32 tensor 600 kB), files are small (about 50 kB), and start-up is paid by every command.
+# builds on 2 cores: image rows are large (a 224x224 image is 150 kB, its float32 tensor 600 kB),
+# files are small (about 50 kB), and start-up is paid by every command. The measurements behind
+# them are in bench/README.md, "The local target's Spark settings".
 LOCAL_DEFAULTS = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -28,35 +29,22 @@ LOCAL_DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "16",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.session.timeZone": "UTC",
-    # Rows stream through and Parquet buffers one 32 MB row group per task, so little stays live
-    # (150-180 MB after a full GC). But ParallelGC keeps growing the heap towards its maximum as
-    # a long build makes garbage, so the maximum sets the peak memory: bench/prep's build peaked at
-    # 1.21 GB (all processes) on 2000 images and 1.62 GB on 20000 with 1g, 1.22 and 1.40 GB with
-    # 576m. A quarter of it young (NewRatio=3) keeps short-lived image batches from being promoted;
-    # with the row-by-row Parquet reader below, the example build takes as long as with 1g and an
-    # eighth young, and peaks at 1.8 GB instead of 2.3 (bench/README.md). Since the training sets
-    # hold uint8 images rather than float32 tensors (a quarter of the bytes), 512m: the example
-    # build on 8000 images peaked at 1.48 GB (all processes) against 1.53 GB with 576m, in 136.0
-    # against 132.1 s (one build each). Raise it in project.yml for bigger images.
+    # Little stays live (rows stream through), but ParallelGC grows the heap towards its maximum
+    # over a long build, so the maximum sets the peak memory. 512m kept the example build on 8000
+    # images under 1.5 GB (all processes). Raise it in project.yml for bigger images.
     "spark.driver.memory": "512m",
-    # Parquet is read in vectorized batches of this many rows per task; Spark's default of 4096
-    # rows of 600 kB tensors is 2.4 GB per batch and ran the heap out of memory on a 2000-image
-    # training set. A batch stays alive while its rows are processed, so it outlives young
-    # collections and is copied into the old generation: at 64 rows (40 MB) the example build
-    # (2000 images) paused 25-27 s for GC with 80-168 full collections, at 16 rows (10 MB)
-    # 19-20 s with 45-47, and took about a tenth less time (bench/README.md). Scans of narrow
-    # tables were no slower. (Only when the vectorized reader is turned back on, see below.)
+    # Rows per vectorized Parquet batch, used only when the vectorized reader is turned back on
+    # (below). A batch outlives young collections and is promoted, so small batches mean less GC;
+    # Spark's default of 4096 rows of 600 kB tensors is 2.4 GB and ran the heap out of memory.
     "spark.sql.parquet.columnarReaderBatchSize": "16",
-    # Parquet is read row by row, not in vectorized batches: each image value then lives only as
-    # long as its row, instead of as long as its batch. Reading the 2000-image training set's
-    # tensors back took 9.4-9.6 s against 12.9-13.7 s in 16-row batches, and the example build
-    # 86-88 s against 96 s with the heap above. Narrow tables scan about half as fast (5 million
-    # rows of three columns: 1.9-2.0 s against 0.9-1.0 s); a project of mostly narrow tables can
-    # turn it back on in project.yml.
+    # Row by row, each image value lives only as long as its row, not its batch: image tables read
+    # back faster, with a smaller heap. Narrow tables scan about half as fast; a project of mostly
+    # narrow tables can turn the vectorized reader back on in project.yml.
     "spark.sql.parquet.enableVectorizedReader": "false",
     # On small machines the JVM's optimizing JIT competes with the Python workers for cores
     # (C1 only); ParallelGC has no concurrent marking threads and no "humongous" regions
-    # (G1 allocates every array over half a region, e.g. a 600 kB tensor, out of band).
+    # (G1 allocates every array over half a region, e.g. a 600 kB tensor, out of band); a
+    # quarter of the heap young (NewRatio=3) keeps short-lived image batches from being promoted.
     # Bytecode verification stays on: the class data sharing archive below already saves
     # verifying Spark's classes again at each start.
     # C1 alone gets a 48 MB code cache by default, which a build of the example project fills with
@@ -67,13 +55,10 @@ LOCAL_DEFAULTS = {
                                      f"-Dlog4j.configurationFile={LOG4J_CONFIG}",
     # Partitions of about 16 MB of file bytes. Spark counts each file as at least
     # openCostInBytes (default 4 MB): with 50 kB images that made 4 files per task, 500 tasks
-    # for 2000 images, each paying task and Python worker set-up.
+    # for 2000 images, each paying task and Python worker set-up. (At most four partitions per
+    # core: see defaults_for.)
     "spark.sql.files.maxPartitionBytes": "16m",
     "spark.sql.files.openCostInBytes": "64k",
-    # ... but at most about four partitions per core (set in defaults_for): a scan of an image table
-    # (8000 rows of 150 kB) made 75-110 tasks of 16 MB, and wrote as many files, which every later
-    # query opens again. The example build on 8000 images took 120.9 s against 133.4 s without the
-    # cap (data tests 17.7 s against 21.5 s), on 2000 images 45.8 and 49.4 s against 51.9 and 53.3 s.
     # List folders on the driver: above 32 sub-folders (one per class) Spark lists them with a
     # job of its own, about 1 s on a local disk.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "10000",
@@ -82,8 +67,8 @@ LOCAL_DEFAULTS = {
     "spark.hadoop.parquet.page.size.row.check.min": "10",
     "spark.hadoop.parquet.block.size": str(32 * 1024 * 1024),
     # No dictionary encoding for the image columns: every row group starts each column with a
-    # dictionary, which hashes whole values (a 600 kB tensor) before giving up on them; that was
-    # a fifth of the JVM's sampled CPU in the bench/prep build (JFR). Other columns keep it.
+    # dictionary, which hashes whole values (a 600 kB tensor) before giving up on them: a fifth
+    # of the JVM's sampled CPU in a profile. Other columns keep it.
     **{f"spark.hadoop.parquet.enable.dictionary#{column}": "false"
        for column in ("image.data", "pixels", "tensor", "content")},
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
@@ -109,7 +94,9 @@ def defaults_for(master: str) -> dict[str, str]:
     """The settings a session on `master` starts from, before the target's own."""
     if master.startswith("local"):
         # A local session serves no other machine: its driver (RPC and block manager) listens on
-        # loopback only, where Spark's default is this machine's network address.
+        # loopback only, where Spark's default is this machine's network address. At most about
+        # four scan partitions per core: 16 MB splits of an 8000-image table made 75-110 tasks, and
+        # as many files, which every later query opens again.
         return {**LOCAL_DEFAULTS, "spark.sql.files.maxPartitionNum": str(4 * _local_cores(master)),
                 "spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
     return {key: LOCAL_DEFAULTS[key] for key in CLUSTER_DEFAULT_KEYS if key in LOCAL_DEFAULTS}
@@ -221,13 +208,12 @@ def _start_workers_on_compiled_pyspark(conf: dict) -> None:
 # --------------------------------------------------------------------------- class data sharing
 #
 # Starting Spark loads about 25,000 classes from some 250 jars: 2-3 s of every command's
-# start-up on 2 cores (measured: a 500-image build, whole process, 9.0-10.7 s without and
-# 6.8-6.9 s with the archive). Java 17 can keep the parsed and verified classes of one run in
-# a class data sharing archive and map it into later runs (-XX:SharedArchiveFile). The first
-# local session on a machine writes the archive when its JVM exits (-XX:ArchiveClassesAtExit,
-# about 1-2 s more, once); each later one maps it. The archive is valid for one JVM and one set
-# of jars, hence the key; a damaged or foreign archive is ignored by the JVM (-Xshare:auto, the
-# default) and rewritten. IMAGEPREP_CDS=0 turns this off.
+# start-up on 2 cores (bench/README.md). Java 17 can keep the parsed and verified classes of one
+# run in a class data sharing archive and map it into later runs (-XX:SharedArchiveFile). The
+# first local session on a machine writes the archive when its JVM exits
+# (-XX:ArchiveClassesAtExit, about 1-2 s more, once); each later one maps it. The archive is
+# valid for one JVM and one set of jars, hence the key; a damaged or foreign archive is ignored
+# by the JVM (-Xshare:auto, the default) and rewritten. IMAGEPREP_CDS=0 turns this off.
 
 CDS_LOG_OFF = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 
@@ -326,10 +312,8 @@ def _bound_native_memory() -> None:
 
     The JVM runs some 35 threads and glibc gives threads arenas of their own (up to 8 per core);
     Arrow and Parquet buffers of image rows (MBs each) freed into them are kept, and the dynamic
-    mmap threshold climbs until such buffers are no longer mmapped and returned at all. Measured
-    on the bench/prep build of 2000 images: the JVM's resident size varied from 0.8 to 1.55 GB
-    between identical runs, while its own accounting (-XX:NativeMemoryTracking) stayed under
-    0.8 GB; with two arenas and a fixed 1 MB mmap threshold it stayed at 0.75-0.76 GB.
+    mmap threshold climbs until such buffers are no longer mmapped and returned at all: the JVM's
+    resident size then varies by up to twice between identical builds (bench/README.md).
     The Python workers, started by the JVM, inherit the same settings.
     """
     from pyspark import SparkContext

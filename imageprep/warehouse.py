@@ -1,8 +1,9 @@
 """Where built tables live: one folder of Parquet files per version, switched to atomically.
 
     target/warehouse/
-      _catalog.json                       what each name points to now (tables, views, sources)
+      _catalog.json                       what each name points to now (tables and views)
       _versions/<name>/<version>/*.parquet
+      _versions/<name>/<version>/_seen.json  the files its model read through new_rows()
       <name> -> _versions/<name>/<version>  a symlink, so DuckDB or pandas can read the table
       _pending.json                       what a build wrote and has not committed (staging.py)
       _build.lock                         held by the running build (build_lock.py)
@@ -21,6 +22,12 @@ files are read and written through the Hadoop FileSystem API of the SparkSession
 session's Hadoop configuration (credentials, endpoints); the catalog is still switched by a rename
 (atomic where the file system's rename is: HDFS, local; on object stores a rename is a copy).
 There are no `<name>` symlinks on a URI: readers find the current version in `_catalog.json`.
+
+A table's catalog entry names its version folder, its row count and schema (sessions register the
+table without reading a Parquet footer), and its `_seen.json` if it has one. `catalog()` leaves out
+table entries that lack these because an older build wrote them in another form: to a build such
+a table was never built, so it is built again in full, and readers see it again once it is. Until
+then the entry and its files stay where they are.
 """
 from __future__ import annotations
 
@@ -101,15 +108,16 @@ class Warehouse:
         return self
 
     def catalog(self) -> dict[str, dict[str, Any]]:
-        """Every name's entry: as committed, or during a build as this build sees it."""
-        committed = self.committed_catalog()
-        if self._staged is None:
-            return committed
-        with _catalog_lock(self.root):
-            return self._staged.over(committed)
+        """Every name's entry: as committed, or during a build as this build sees it; tables only
+        in the form this code writes them (see the module's docstring)."""
+        entries = self._committed()
+        if self._staged is not None:
+            with _catalog_lock(self.root):
+                entries = self._staged.over(entries)
+        return {name: entry for name, entry in entries.items() if _readable(entry)}
 
-    def committed_catalog(self) -> dict[str, dict[str, Any]]:
-        """What readers see: the catalog of the last committed build."""
+    def _committed(self) -> dict[str, dict[str, Any]]:
+        """The catalog of the last committed build, every entry as stored."""
         path = self.root / CATALOG_FILE
         if not path.exists():
             return {}
@@ -136,9 +144,6 @@ class Warehouse:
         return str(self.root / entry["version"])
 
     # -- writing -----------------------------------------------------------------------------------
-    def new_version(self, name: str) -> str:
-        return str(self.new_version_folder(name))
-
     def new_version_folder(self, name: str):
         """A new, empty version folder of a table: a Path, or a HadoopPath on a URI warehouse."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
@@ -151,33 +156,31 @@ class Warehouse:
         entry = self.catalog().get(name)
         return self.root / entry["version"] if entry and entry.get("kind") == "table" else None
 
-    def publish_table(self, name: str, version_path: str, seen: dict[str, list[str]] | None = None,
-                      **meta: Any) -> None:
-        """Make a fully written version the current one (staged during a build).
+    def publish_table(self, name: str, version_path: str, rows: int, schema: str,
+                      seen: dict[str, list[str]] | None = None, **about: Any) -> None:
+        """Make a fully written version the current one (staged during a build). `schema`: its
+        Spark schema as JSON. `about`: more to keep in the entry (fingerprints, meta).
 
         `seen`: the files the model read through new_rows(), per relation. It grows with the data
         (one key per image file), and the catalog is read and rewritten at every publish, so it is
         kept in the version folder (Spark's readers skip names starting with `_`); the catalog
         only names the file."""
         version = self._relative(version_path)
+        entry = {"kind": "table", "version": version, "rows": rows, "schema": schema, **about}
         if seen:
             (self.root / version / SEEN_FILE).write_text(json.dumps(seen, sort_keys=True), encoding="utf-8")
-            meta["seen"] = SEEN_FILE
-        self._publish(name, {"kind": "table", "version": version, **meta})
+            entry["seen"] = SEEN_FILE
+        self._publish(name, entry)
 
     def seen_by(self, entry: dict[str, Any]) -> dict[str, list[str]] | None:
         """The files a table's model had read through new_rows() when it wrote the current version."""
-        seen = entry.get("seen")
-        if isinstance(seen, str):
-            path = self.root / entry["version"] / seen
-            return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-        return seen  # a catalog from before the list moved into the version folder
+        if "seen" not in entry:
+            return None
+        path = self.root / entry["version"] / entry["seen"]
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     def publish_view(self, name: str, sql: str, **meta: Any) -> None:
         self._publish(name, {"kind": "view", "sql": sql, **meta})
-
-    def publish_source(self, name: str, **meta: Any) -> None:
-        self._publish(name, {"kind": "source", **meta})
 
     def drop(self, name: str) -> None:
         """Remove a name and its versions (when the build commits, during a build)."""
@@ -187,7 +190,7 @@ class Warehouse:
         _rmtree(self.root / self._relative(version_path))
 
     def _relative(self, path: str) -> str:
-        """`path` (as new_version returned it) relative to the root, e.g. `_versions/t/2024...`."""
+        """`path` (a version folder, as a string) relative to the root, e.g. `_versions/t/2024...`."""
         if self.is_local:
             return str(Path(path).relative_to(self.root))
         root = str(self.root) + "/"
@@ -206,7 +209,7 @@ class Warehouse:
             if replaced and replaced.get("kind") == "table" and replaced["version"] != entry.get("version"):
                 # Staged by an earlier, failed build and written again by this one: no reader
                 # has seen it (unless it was committed after all: then it stays).
-                if replaced["version"] not in _kept(self.committed_catalog().get(name)):
+                if replaced["version"] not in _kept(self._committed().get(name)):
                     _rmtree(self.root / replaced["version"])
 
     # -- committing --------------------------------------------------------------------------------
@@ -222,11 +225,11 @@ class Warehouse:
             if changes:
                 self._commit(changes)
             else:  # nothing new; still repair links a build killed while switching them left behind
-                self._sync_links(self.committed_catalog(), removed=[])
+                self._sync_links(self._committed(), removed=[])
         return sorted(changes)
 
     def _commit(self, changes: dict[str, dict[str, Any]]) -> None:
-        catalog = self.committed_catalog()
+        catalog = self._committed()
         for name, entry in changes.items():
             if entry.get("kind") == DROPPED:
                 catalog.pop(name, None)
@@ -280,6 +283,14 @@ class Warehouse:
         for path in folder.iterdir():
             if f"{VERSIONS_DIR}/{name}/{path.name}" not in keep | staged and path.is_dir():
                 _rmtree(path)
+
+
+def _readable(entry: dict[str, Any]) -> bool:
+    """False for a table entry this code cannot read: one without its schema, or with the files its
+    model read through new_rows() kept in the entry instead of in SEEN_FILE."""
+    if entry.get("kind") != "table":
+        return True
+    return "schema" in entry and entry.get("seen", SEEN_FILE) == SEEN_FILE
 
 
 def _with_history(entry: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:

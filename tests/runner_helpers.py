@@ -1,13 +1,24 @@
-"""Helpers for tests that build small projects in temporary folders."""
+"""Helpers shared by test files: small projects in temporary folders, the example project's
+tables, and images made in memory."""
 from __future__ import annotations
 
+import io
 import shutil
+import socket
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from bench.incremental import copy_project
 from imageprep.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The example project's tables, in build order.
+TABLES = ["stg_images", "image_errors", "images_resized", "image_features", "labels", "near_duplicates",
+          "image_groups", "splits", "images_augmented", "train_set", "val_set", "test_set", "ml_features"]
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:
@@ -48,3 +59,44 @@ def relative_to(listed_path: str, root: Path) -> str:
 def parquet_inodes(table: Path) -> set[int]:
     """Inodes of a table's Parquet files (through its symlink): equal inodes mean kept, not rewritten."""
     return {p.stat().st_ino for p in table.resolve().rglob("*.parquet")}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- the example project -----------------------------------------------------------------------------
+
+
+def copy_example(dest: Path) -> Path:
+    return copy_project(dest, with_sample_images=True)
+
+
+def read_table(project: Path, table: str) -> dict:
+    """A built table of `project`'s warehouse, as columns."""
+    return pq.read_table(project / "target/warehouse" / table).to_pydict()
+
+
+def rows_of(table: dict) -> list[str]:
+    """Every row, bytes included, in a canonical order: equal lists mean equal tables."""
+    columns = sorted(table)
+    return sorted(repr([table[c][i] for c in columns]) for i in range(len(table[columns[0]])))
+
+
+# -- images ------------------------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth gradients plus a little texture: what JPEG and resizing treat like a photo."""
+    y, x = np.mgrid[0:height, 0:width]
+    noise = np.random.default_rng(seed).normal(0, 6, (height, width))
+    channels = [128 + 100 * np.sin(x / 37.0 + k) * np.cos(y / 23.0 - k) + noise for k in range(3)]
+    return np.clip(np.stack(channels, axis=2), 0, 255).astype(np.uint8)

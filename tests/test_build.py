@@ -254,3 +254,12 @@ def test_image_shape_checks_the_bytes_unless_told_to_read_only_the_sizes(spark, 
     assert res["image_shape_bytes_checked_image"]["status"] == "fail"
     assert res["image_shape_bytes_checked_image"]["examples"][0]["path"] == "short"
     assert res["image_shape_sizes_only_image"]["status"] == "pass"
+
+
+def test_every_node_gets_its_progress_line_even_when_the_last_one_finishes_last(spark, tmp_path, capsys):
+    root = write_project(tmp_path, {"models/a.sql": "select 1 as x", "models/b.sql": "select * from {{ ref('a') }}"})
+    for _ in range(2):  # a first build, then one where every node is unchanged
+        code, out, _ = run_cli(capsys, "build", "--project-dir", str(root))
+        assert code == 0
+        progress = [line.split()[0] for line in out.splitlines() if line[:1].isdigit()]
+        assert progress == ["1/2", "2/2"], out

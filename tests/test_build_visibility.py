@@ -5,7 +5,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from imageprep import build
+from imageprep import node_runner
 from imageprep.warehouse import Warehouse
 from runner_helpers import run_cli, write_project
 
@@ -141,7 +141,7 @@ def test_a_failing_test_keeps_the_builds_tables_out_of_sight(spark, tmp_path, ca
 def test_a_reader_during_a_build_sees_only_the_last_committed_build(built, capsys, monkeypatch):
     root, good, _ = built
     seen = {}
-    real = build._run_node
+    real = node_runner.run_node
 
     def run_node_then_look(ex, node):
         result = real(ex, node)
@@ -153,7 +153,7 @@ def test_a_reader_during_a_build_sees_only_the_last_committed_build(built, capsy
             seen["build_sees"] = ex.warehouse.catalog()["a"]["version"]
         return result
 
-    monkeypatch.setattr(build, "_run_node", run_node_then_look)
+    monkeypatch.setattr(node_runner, "run_node", run_node_then_look)
     assert build_with(capsys, root, "--full-refresh", v=4)[0] == 0
     assert seen["catalog"] == json.loads(good)
     assert seen["a_by_link"] == seen["a_by_catalog"] == [1]

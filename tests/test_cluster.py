@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,8 +24,7 @@ import yaml
 
 from imageprep.cli import main
 from imageprep.warehouse import HadoopPath, Warehouse
-from runner_helpers import copy_fixture, run_cli
-from test_example_project import TABLES, copy_example, rows_of
+from runner_helpers import TABLES, copy_example, copy_fixture, free_port, run_cli, rows_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"image_size": 32, "augment_copies": 1}
@@ -36,12 +34,6 @@ def spark_class() -> Path:
     from pyspark.find_spark_home import _find_spark_home
 
     return Path(_find_spark_home()) / "bin" / "spark-class"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class StandaloneCluster:

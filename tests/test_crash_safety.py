@@ -1,5 +1,9 @@
 """Killing a build (SIGKILL) at any moment leaves every table readable at its last good version
-(nothing the killed build wrote is visible), and the next build recovers without manual cleanup."""
+(nothing the killed build wrote is visible), and the next build recovers without manual cleanup.
+
+The build runs in a subprocess that kills itself, with its JVM, at a point every build reaches:
+before or after a given table is published, or just before the build's tables are committed.
+A kill timed from the outside would land wherever the machine's speed put the build by then."""
 from __future__ import annotations
 
 import json
@@ -8,18 +12,52 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from test_example_project import TABLES, copy_example, rows_of
+from runner_helpers import TABLES, copy_example, read_table, rows_of
 
-RUNNER = Path(__file__).resolve().parent.parent / "runner.py"
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = ROOT / "runner.py"
 VARS = {"image_size": 32, "augment_copies": 1}
+
+# Runs `python runner.py ARGS` with the warehouse's publish and commit wrapped so that, at the
+# given point, the runner kills its process group (itself and its JVM, as a crash would take them;
+# it leads the group: started with start_new_session). argv: the project root, then "before" or
+# "after" and a table name, or "commit" and "-", then the runner's arguments.
+KILLING_RUNNER = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from imageprep.cli import main
+from imageprep.warehouse import Warehouse
+
+when, table = sys.argv[2], sys.argv[3]
+
+def die():
+    sys.stdout.flush()
+    os.killpg(os.getpid(), signal.SIGKILL)
+
+publish_table, commit_build = Warehouse.publish_table, Warehouse.commit_build
+
+def publish_then_maybe_die(self, name, *args, **kwargs):
+    if when == "before" and name == table:
+        die()
+    publish_table(self, name, *args, **kwargs)
+    if when == "after" and name == table:
+        die()
+
+def maybe_die_then_commit(self, *args, **kwargs):
+    if when == "commit":
+        die()
+    return commit_build(self, *args, **kwargs)
+
+Warehouse.publish_table, Warehouse.commit_build = publish_then_maybe_die, maybe_die_then_commit
+sys.exit(main(sys.argv[4:]))
+"""
 
 
 def make_images(folder: Path, n: int, first: int = 0) -> None:
@@ -38,18 +76,27 @@ def start_build(project: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def kill_after(process: subprocess.Popen, marker: str, extra_seconds: float) -> None:
-    """SIGKILL the build (and its JVM and Python workers) once `marker` was printed, a little later."""
-    for line in process.stdout:
-        if marker in line:
-            break
-    time.sleep(extra_seconds)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+def build_killed_at(project: Path, when: str, table: str, *extra: str) -> None:
+    """Run a build that SIGKILLs itself at `when` ("before"/"after" publishing `table`, or "commit")."""
+    # Output to a file, not a pipe: nothing waits on the end of a stream that a process outside the
+    # killed group (Spark's Python daemon) might still hold.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", KILLING_RUNNER, str(ROOT), when, table,
+             "build", "--project-dir", str(project), "--vars", json.dumps(VARS), *extra],
+            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            code = process.wait(timeout=600)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.seek(0)
+        assert code == -signal.SIGKILL, f"the build was not killed {when} {table}:\n{log.read()[-3000:]}"
 
 
 def tables(project: Path) -> dict:
-    return {t: rows_of(pq.read_table(project / "target/warehouse" / t).to_pydict()) for t in TABLES}
+    return {t: rows_of(read_table(project, t)) for t in TABLES}
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +118,19 @@ def test_killed_builds_leave_last_good_tables_and_the_next_build_recovers(spark,
     crashed = copy_example(tmp_path / "crashed")
     (crashed / "target").mkdir()
     shutil.copytree(clean / "target/warehouse", crashed / "target/warehouse", symlinks=True)
-    # Kill full rebuilds at several points: while decoding, while writing tables mid-graph, near the end.
-    for marker, delay in (("ready in", 1.0), ("images_resized", 0.3), ("image_groups", 0.0)):
-        process = start_build(crashed, "--full-refresh")
-        kill_after(process, marker, delay)
+    # Kill full rebuilds at several points: with the decoded images written but not published, with
+    # tables published mid-graph, and with every table published and tested but not committed.
+    for when, table in (("before", "images_resized"), ("after", "image_groups"), ("commit", "-")):
+        build_killed_at(crashed, when, table, "--full-refresh")
         # Every table still reads, whole, at its last good version.
-        assert tables(crashed) == expected, f"tables changed after a kill at '{marker}'"
+        assert tables(crashed) == expected, f"tables changed after a kill {when} {table}"
 
     process = start_build(crashed)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-3000:]
     assert tables(crashed) == expected
-    # Old and half-written versions were cleaned up: at most the current and the previous one remain.
+    # Old versions and those the killed builds never committed were cleaned up: at most the current
+    # and the previous one remain.
     for table in TABLES:
         assert len(list((crashed / "target/warehouse/_versions" / table).iterdir())) <= 2, table
 
@@ -98,22 +146,22 @@ def test_killed_incremental_builds_keep_the_tables_and_the_next_build_equals_a_f
     before = tables(project)
 
     make_images(images, 12, first=1000)  # images arrive
-    # Kill incremental builds while they decode the new images, merge tables mid-graph, near the end.
-    # Every table must then read as before: a build's tables become visible together when it ends.
+    # Kill incremental builds once the new images are decoded, after a merge mid-graph, and just
+    # before the commit. Every table must then read as before: a build's tables become visible
+    # together when it ends.
     seen_after_kills = []
-    for marker, delay in (("ready in", 1.5), ("images_resized", 0.2), ("images_augmented", 0.0)):
-        process = start_build(project)
-        kill_after(process, marker, delay)
-        seen_after_kills.append((marker, tables(project)))
+    for when, table in (("before", "images_resized"), ("after", "splits"), ("commit", "-")):
+        build_killed_at(project, when, table)
+        seen_after_kills.append((f"{when} {table}", tables(project)))
 
     process = start_build(project)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-3000:]
     after = tables(project)
     assert len(after["stg_images"]) == 132
-    for marker, seen in seen_after_kills:
+    for point, seen in seen_after_kills:
         for table, rows in seen.items():
-            assert rows == before[table], f"{table} changed after a kill at '{marker}'"
+            assert rows == before[table], f"{table} changed after a kill {point}"
     fresh = copy_example(tmp_path / "fresh")
     done = subprocess.run([sys.executable, str(RUNNER), "build", "--project-dir", str(fresh), "--vars", json.dumps(VARS)],
                           capture_output=True, text=True, timeout=600)

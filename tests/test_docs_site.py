@@ -24,7 +24,7 @@ from imageprep.docs_site.lineage import BOX_W, layout
 from imageprep.docs_site.serve import make_server
 from imageprep.graph import Graph
 from imageprep.nodes import MODEL, SOURCE, TEST, DataTest, Model, Node
-from test_example_project import TABLES, copy_example
+from runner_helpers import TABLES, copy_example
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PER_CLASS = 6  # images kept of each of the 4 classes: 24, one gallery's worth

@@ -17,14 +17,7 @@ import pytest
 from bench.incremental import compare, copy_project, read_tables
 from imageprep.cli import main
 from imageprep.training import numpy_batches, table_path
-from runner_helpers import parquet_inodes
-
-TABLES = ["stg_images", "image_errors", "images_resized", "image_features", "labels", "near_duplicates",
-          "image_groups", "splits", "images_augmented", "train_set", "val_set", "test_set", "ml_features"]
-
-
-def copy_example(dest: Path) -> Path:
-    return copy_project(dest, with_sample_images=True)
+from runner_helpers import TABLES, copy_example, parquet_inodes, read_table, rows_of
 
 
 def build(project: Path, **vars) -> int:
@@ -32,10 +25,6 @@ def build(project: Path, **vars) -> int:
     if vars:
         args += ["--vars", json.dumps(vars)]
     return main(args)
-
-
-def read(project: Path, table: str) -> dict:
-    return pq.read_table(project / "target/warehouse" / table).to_pydict()
 
 
 def run_results(project: Path) -> dict:
@@ -81,7 +70,7 @@ def test_the_catalog_holds_each_tables_schema_and_rows_as_spark_reads_them(spark
 def test_every_sample_file_is_an_image_or_an_error(sample):
     project, _ = sample
     files = sorted(p for p in (project / "data/images").rglob("*") if p.is_file())
-    stg, errors = read(project, "stg_images"), read(project, "image_errors")
+    stg, errors = read_table(project, "stg_images"), read_table(project, "image_errors")
     assert len(stg["path"]) + len(errors["path"]) == len(files) == 49
     assert errors["relative_path"] == ["cardboard/corrupt_example.jpg"]
     assert errors["reason"][0].startswith("truncated image")
@@ -91,14 +80,14 @@ def test_every_sample_file_is_an_image_or_an_error(sample):
 
 def test_labels_are_indexed_in_name_order(sample):
     project, _ = sample
-    labels = read(project, "labels")
+    labels = read_table(project, "labels")
     assert labels["label"] == sorted(labels["label"])
     assert dict(zip(labels["label"], labels["label_index"])) == {"cardboard": 0, "paper": 1, "plastic": 2, "trash": 3}
 
 
 def test_splits_are_stratified_and_within_one_image_of_the_ratios(sample):
     project, _ = sample
-    splits = read(project, "splits")
+    splits = read_table(project, "splits")
     assert len(set(splits["path"])) == len(splits["path"]) == 48
     per_label = Counter(zip(splits["label"], splits["split"]))
     for label in {"cardboard", "paper", "plastic", "trash"}:
@@ -108,15 +97,15 @@ def test_splits_are_stratified_and_within_one_image_of_the_ratios(sample):
 
 def test_training_sets_hold_uint8_images_labels_and_augmented_copies(sample):
     project, _ = sample
-    train, val, test = read(project, "train_set"), read(project, "val_set"), read(project, "test_set")
-    splits = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
+    train, val, test = read_table(project, "train_set"), read_table(project, "val_set"), read_table(project, "test_set")
+    splits = dict(zip(read_table(project, "splits")["path"], read_table(project, "splits")["split"]))
     originals = [p for p, c in zip(train["path"], train["copy_index"]) if c == 0]
     assert sorted(originals) == sorted(p for p, s in splits.items() if s == "train")
     assert Counter(train["copy_index"]) == {0: len(originals), 1: len(originals), 2: len(originals)}
     assert set(val["copy_index"]) == {0} and sorted(val["path"]) == sorted(p for p, s in splits.items() if s == "val")
     assert not set(train["path"]) & set(val["path"]) and not set(val["path"]) & set(test["path"])
     assert "tensor" not in train and "tensor" not in val  # images, not tensors (var store_tensors is off)
-    resized = read(project, "images_resized")
+    resized = read_table(project, "images_resized")
     resized_by_path = dict(zip(resized["path"], resized["image"]))
     for row in range(len(val["path"])):
         image = val["image"][row]
@@ -125,7 +114,7 @@ def test_training_sets_hold_uint8_images_labels_and_augmented_copies(sample):
         onehot = val["label_onehot"][row]
         assert len(onehot) == 4 and sum(onehot) == 1 and onehot[val["label_index"][row]] == 1
     # Each row's histogram is its own image's, augmented copies included.
-    augmented = read(project, "images_augmented")
+    augmented = read_table(project, "images_augmented")
     copies = {(p, c): img for p, c, img in zip(augmented["path"], augmented["copy_index"], augmented["image"])}
     for row in range(len(train["path"])):
         path, copy_index = train["path"][row], train["copy_index"][row]
@@ -170,13 +159,13 @@ def test_loader_tensors_equal_sql_normalize_of_the_same_rows_bit_for_bit(spark, 
         assert x[i].tobytes() == row["tensor"], row["path"]
     pixels = np.concatenate([b[0] for b in numpy_batches(table, batch_size=3, output="uint8")])
     assert pixels.dtype == np.uint8 and pixels.shape == x.shape
-    first = read(project, "val_set")["image"][0]
+    first = read_table(project, "val_set")["image"][0]
     assert pixels[0].tobytes() == np.frombuffer(first["data"], np.uint8).reshape(224, 224, 3).transpose(2, 0, 1).tobytes()
 
 
 def test_augmented_copies_differ_from_originals_but_keep_their_shape(sample):
     project, _ = sample
-    augmented, resized = read(project, "images_augmented"), read(project, "images_resized")
+    augmented, resized = read_table(project, "images_augmented"), read_table(project, "images_resized")
     original = dict(zip(resized["path"], resized["image"]))
     changed = sum(img["data"] != original[p]["data"] for p, img in zip(augmented["path"], augmented["image"]))
     assert changed == len(augmented["path"])
@@ -204,7 +193,7 @@ def test_numpy_export_reads_the_built_training_set(sample):
         assert x.dtype == np.float32 and x.shape[1:] == (3, 224, 224)
         x_total += len(x)
         labels += list(y)
-    val = read(project, "val_set")
+    val = read_table(project, "val_set")
     assert x_total == len(val["path"]) and labels == val["label_index"]
 
 
@@ -240,8 +229,8 @@ def test_labeled_dataset_matches_its_manifest(spark, tmp_path, labeled_dir, labe
     assert build(project, images_path=str(labeled_dir), **SMALL) == 0
     with open(labeled_manifest, newline="") as handle:
         manifest = {row["path"]: row for row in csv.DictReader(handle)}
-    stg = read(project, "stg_images")
-    assert read(project, "image_errors")["path"] == []
+    stg = read_table(project, "stg_images")
+    assert read_table(project, "image_errors")["path"] == []
     prefix = "file:" + str(labeled_dir.resolve()) + "/"
     seen = {}
     for i, path in enumerate(stg["path"]):
@@ -249,9 +238,9 @@ def test_labeled_dataset_matches_its_manifest(spark, tmp_path, labeled_dir, labe
         seen[rel] = (stg["label"][i], stg["width"][i], stg["height"][i], stg["content_sha256"][i])
     expected = {p: (m["label"], int(m["width"]), int(m["height"]), m["sha256"]) for p, m in manifest.items()}
     assert seen == expected
-    labels = read(project, "labels")
+    labels = read_table(project, "labels")
     assert dict(zip(labels["label"], labels["n_images"])) == dict(Counter(m["label"] for m in manifest.values()))
-    splits = Counter(zip(read(project, "splits")["label"], read(project, "splits")["split"]))
+    splits = Counter(zip(read_table(project, "splits")["label"], read_table(project, "splits")["split"]))
     for label, n in Counter(m["label"] for m in manifest.values()).items():
         # whole near-duplicate groups move together, so allow their size beyond the one-image rounding
         assert abs(splits[(label, "train")] - 0.7 * n) <= 2
@@ -260,10 +249,10 @@ def test_labeled_dataset_matches_its_manifest(spark, tmp_path, labeled_dir, labe
 def test_rebuilding_gives_identical_tables(spark, tmp_path):
     project = copy_example(tmp_path / "p")
     assert build(project, **SMALL) == 0
-    first = {t: read(project, t) for t in TABLES if t != "ml_features"}
+    first = {t: read_table(project, t) for t in TABLES if t != "ml_features"}
     assert main(["build", "--project-dir", str(project), "--vars", json.dumps(SMALL), "--full-refresh"]) == 0
     for table, before in first.items():
-        after = read(project, table)
+        after = read_table(project, table)
         assert rows_of(after) == rows_of(before), table
 
 
@@ -275,22 +264,16 @@ def test_splits_and_augmented_copies_do_not_depend_on_where_the_project_is(spark
         project = copy_example(tmp_path / folder)
         assert main(["run", "--project-dir", str(project), "--select", "+images_augmented",
                      "--vars", json.dumps(SMALL)]) == 0
-        table = read(project, "splits")
+        table = read_table(project, "splits")
         splits.append(sorted((path.split("/data/images/", 1)[1], split)
                              for path, split in zip(table["path"], table["split"])))
-        table = read(project, "images_augmented")
+        table = read_table(project, "images_augmented")
         copies.append(sorted((path.split("/data/images/", 1)[1], index, hashlib.sha256(image["data"]).hexdigest())
                              for path, index, image in zip(table["path"], table["copy_index"], table["image"])))
     assert splits[0] == splits[1]
     assert {split for _, split in splits[0]} == {"train", "val", "test"}
     assert copies[0] == copies[1]
     assert len(copies[0]) == sum(split == "train" for _, split in splits[0])  # augment_copies is 1 in SMALL
-
-
-def rows_of(table: dict) -> list[str]:
-    """Every row, bytes included, in a canonical order: equal lists mean equal tables."""
-    columns = sorted(table)
-    return sorted(repr([table[c][i] for c in columns]) for i in range(len(table[columns[0]])))
 
 
 EDGE_REASONS = {
@@ -306,7 +289,7 @@ def test_edge_cases_are_each_decoded_or_reported(spark, tmp_path, edge_cases_dir
     project = copy_example(tmp_path / "p")
     code = build(project, images_path=str(edge_cases_dir), **SMALL)
     prefix = "file:" + str(edge_cases_dir.resolve()) + "/"
-    stg, errors = read(project, "stg_images"), read(project, "image_errors")
+    stg, errors = read_table(project, "stg_images"), read_table(project, "image_errors")
     decoded = {p[len(prefix):]: (w, h) for p, w, h in zip(stg["path"], stg["width"], stg["height"])}
     rejected = {p[len(prefix):]: r for p, r in zip(errors["path"], errors["reason"])}
     files = sorted(str(p.relative_to(edge_cases_dir)) for p in edge_cases_dir.rglob("*") if p.is_file())
@@ -329,7 +312,7 @@ def test_torch_dataset_reads_the_built_training_set(sample):
     project, _ = sample
     dataset = make_torch_dataset(table_path(project, "test_set"))
     items = list(dataset)
-    test = read(project, "test_set")
+    test = read_table(project, "test_set")
     assert len(items) == len(test["path"])
     x, y = items[0]
     assert isinstance(x, torch.Tensor) and tuple(x.shape) == (3, 224, 224) and y == test["label_index"][0]
@@ -345,7 +328,7 @@ def test_stored_tensors_equal_what_the_loader_computes(spark, tmp_path):
     project = copy_example(tmp_path / "p")
     assert build(project, **SMALL, store_tensors=True, normalization="standard") == 0
     for name in ("train_set", "test_set"):
-        table = read(project, name)
+        table = read_table(project, name)
         assert table["tensor_shape"][0] == [3, 64, 64]
         from_images = np.concatenate([x for x, _ in numpy_batches(table_path(project, name), batch_size=7)])
         stored = np.concatenate([x for x, _ in numpy_batches(table_path(project, name), batch_size=7,
@@ -371,7 +354,7 @@ def test_new_changed_and_deleted_images_update_every_table_as_a_full_build_would
 
     project = copy_example(tmp_path / "p")
     assert build(project, **SMALL) == 0
-    splits_before = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
+    splits_before = dict(zip(read_table(project, "splits")["path"], read_table(project, "splits")["split"]))
     resized_files = parquet_inodes(project / "target/warehouse/images_resized")
     images = project / "data/images"
     originals = sorted(images.glob("paper/*.jpg"))
@@ -387,7 +370,7 @@ def test_new_changed_and_deleted_images_update_every_table_as_a_full_build_would
     assert results["images_resized"]["status"] == "success" and results["images_resized"]["rows"] == 48 + 4 - 1
     # Only the new and changed files were decoded: the table's other files were kept, not rewritten.
     assert len(resized_files & parquet_inodes(project / "target/warehouse/images_resized")) >= len(resized_files) - 2
-    splits_after = dict(zip(read(project, "splits")["path"], read(project, "splits")["split"]))
+    splits_after = dict(zip(read_table(project, "splits")["path"], read_table(project, "splits")["split"]))
     gone = {p for p in splits_before if p.endswith(originals[5].name)}
     assert set(splits_before) - set(splits_after) == gone
     assert all(splits_after[p] == s for p, s in splits_before.items() if p not in gone)  # splits keep history
@@ -406,13 +389,13 @@ def test_arriving_images_add_their_splits_and_leave_the_others_where_they_were_w
     project = copy_example(tmp_path / "p")
     assert build(project, **SMALL) == 0
     table = project / "target/warehouse/splits"
-    before, files_before = read(project, "splits"), parquet_inodes(table)
+    before, files_before = read_table(project, "splits"), parquet_inodes(table)
     for i, path in enumerate(sorted((project / "data/images").glob("paper/*.jpg"))[:4]):
         with Image.open(path) as image:
             ImageOps.mirror(image).save(project / f"data/images/plastic/arrived_{i}.jpg", quality=90)
 
     assert build(project, **SMALL) == 0
-    after = read(project, "splits")
+    after = read_table(project, "splits")
     assert len(after["path"]) == len(before["path"]) + 4
     # Only the four new rows were written; the others stay in the files they were written to.
     assert files_before <= parquet_inodes(table)
@@ -424,6 +407,6 @@ def test_a_var_that_changes_what_images_are_rebuilds_the_incremental_tables_in_f
     project = copy_example(tmp_path / "p")
     assert build(project, **SMALL) == 0
     assert build(project, **{**SMALL, "image_size": 32}) == 0
-    sizes = {(img["height"], img["width"]) for img in read(project, "images_resized")["image"]}
+    sizes = {(img["height"], img["width"]) for img in read_table(project, "images_resized")["image"]}
     assert sizes == {(32, 32)}
     assert "logic changed" in run_results(project)["images_resized"]["message"]

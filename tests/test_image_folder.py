@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -20,6 +19,7 @@ from imageprep import listing as listing_module
 from imageprep.cli import main
 from imageprep.listing import list_local, parse_size
 from bench.incremental import copy_project
+from runner_helpers import read_table
 
 NOT_UTF8 = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: not valid UTF-8
 
@@ -101,10 +101,6 @@ def build(project: Path, images: Path, *extra: str) -> int:
                              "min_images_per_class": 1}), *extra])
 
 
-def read(project: Path, table: str) -> dict:
-    return pq.read_table(project / "target/warehouse" / table).to_pydict()
-
-
 @pytest.fixture(scope="module")
 def hostile_build(spark, tmp_path_factory):
     base = tmp_path_factory.mktemp("hostile")
@@ -116,8 +112,8 @@ def hostile_build(spark, tmp_path_factory):
 def test_a_folder_of_odd_entries_builds_and_every_entry_is_accounted_for(hostile_build):
     project, images, code = hostile_build
     assert code == 0
-    files = read(project, "stg_files")
-    usable, errors = read(project, "stg_images"), read(project, "image_errors")
+    files = read_table(project, "stg_files")
+    usable, errors = read_table(project, "stg_images"), read_table(project, "image_errors")
     names = lambda paths: sorted(p.rsplit("/", 1)[-1] for p in paths)  # noqa: E731
     assert names(files["path"]) == sorted(["a.jpg", "alias.jpg", "b.jpg", "caf\\xe9.jpg", "big.jpg", "pipe.jpg",
                                            "dangling.jpg", "self.jpg", "up"])
@@ -136,7 +132,7 @@ def test_a_folder_of_odd_entries_builds_and_every_entry_is_accounted_for(hostile
 
 def test_an_image_whose_name_is_not_utf8_is_decoded_under_its_escaped_path(hostile_build):
     project, images, _ = hostile_build
-    resized = read(project, "images_resized")
+    resized = read_table(project, "images_resized")
     odd = [i for i, p in enumerate(resized["path"]) if p.endswith("caf\\xe9.jpg")]
     assert len(odd) == 1
     pixels = resized["image"][odd[0]]
@@ -146,12 +142,12 @@ def test_an_image_whose_name_is_not_utf8_is_decoded_under_its_escaped_path(hosti
 
 def test_a_second_build_of_the_odd_folder_changes_nothing(hostile_build, capsys):
     project, images, _ = hostile_build
-    errors_before = read(project, "image_errors")
+    errors_before = read_table(project, "image_errors")
     capsys.readouterr()
     assert build(project, images) == 0
     out = capsys.readouterr().out
     assert re.search(r"^Finished \d+ nodes in [\d.]+s: \d+ unchanged$", out, re.MULTILINE), out
-    assert sorted(read(project, "image_errors")["path"]) == sorted(errors_before["path"])
+    assert sorted(read_table(project, "image_errors")["path"]) == sorted(errors_before["path"])
 
 
 def test_an_images_path_that_is_a_file_is_named_as_such(spark, tmp_path, capsys):
@@ -169,9 +165,9 @@ def accounted_for(project: Path, images: Path) -> None:
     """The tables agree with the folder: stg_files lists exactly the entries on disk, and each is in
     stg_images or image_errors."""
     on_disk = sorted("file:" + str(p) for p in images.rglob("*") if p.is_file())
-    files = read(project, "stg_files")
+    files = read_table(project, "stg_files")
     assert sorted(files["path"]) == on_disk
-    usable, errors = read(project, "stg_images"), read(project, "image_errors")
+    usable, errors = read_table(project, "stg_images"), read_table(project, "image_errors")
     assert sorted(usable["path"] + errors["path"]) == on_disk
 
 
@@ -185,11 +181,11 @@ def plain_folder(tmp_path):
 
 
 def test_a_file_deleted_between_two_models_is_treated_as_deleted(spark, tmp_path, plain_folder, capsys, monkeypatch):
-    import imageprep.build as build_module
+    import imageprep.node_runner as node_runner
 
     project = copy_project(tmp_path / "project", with_sample_images=False)
     doomed = plain_folder / "dogs" / "d1.jpg"
-    real = build_module.materialize_model
+    real = node_runner.materialize_model
 
     def then_delete(spark, model, *args, **kwargs):
         written = real(spark, model, *args, **kwargs)
@@ -197,7 +193,7 @@ def test_a_file_deleted_between_two_models_is_treated_as_deleted(spark, tmp_path
             doomed.unlink()  # stg_files has its row; images_resized will not find the file
         return written
 
-    monkeypatch.setattr(build_module, "materialize_model", then_delete)
+    monkeypatch.setattr(node_runner, "materialize_model", then_delete)
     capsys.readouterr()
     assert build(project, plain_folder) == 0
     out = capsys.readouterr().out
@@ -226,7 +222,7 @@ def test_a_file_deleted_after_the_listing_is_treated_as_deleted(spark, tmp_path,
     assert build(project, plain_folder) == 0
     assert "1 file went away during the build" in capsys.readouterr().out
     accounted_for(project, plain_folder)
-    assert any(p.endswith("/cats/new1.jpg") for p in read(project, "stg_images")["path"])
+    assert any(p.endswith("/cats/new1.jpg") for p in read_table(project, "stg_images")["path"])
 
 
 def test_an_empty_images_folder_builds_with_a_warning_naming_it(spark, tmp_path, capsys):
@@ -237,4 +233,4 @@ def test_an_empty_images_folder_builds_with_a_warning_naming_it(spark, tmp_path,
     code = build(project, empty)
     captured = capsys.readouterr()
     assert f"the image folder {empty} holds no files" in captured.out + captured.err
-    assert read(project, "stg_files")["path"] == [] and code in (0, 1)
+    assert read_table(project, "stg_files")["path"] == [] and code in (0, 1)

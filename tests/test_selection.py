@@ -9,6 +9,7 @@ from imageprep.graph import Graph
 from imageprep.nodes import MODEL, SEED, SOURCE, TEST, DataTest, Model, Seed, Source
 from imageprep.selection import (METHODS, Criterion, Method, PreviousRun, SelectionIntersection, SelectionUnion,
                                  evaluate, parse_criterion, parse_selection, select)
+from imageprep.status import Status
 
 
 def model(name, deps, path, tags=(), **config):
@@ -257,11 +258,11 @@ def test_state_without_a_manifest_is_an_error(previous):
 
 
 def test_result_selects_by_the_last_run_status():
-    previous = PreviousRun(results={"model.p.train": "error", "test.p.train_is_balanced": "fail:3",
-                                    "model.p.report": "skipped", "model.p.gone": "error"})
+    previous = PreviousRun(results={"model.p.train": Status.ERROR, "test.p.train_is_balanced": Status.FAIL,
+                                    "model.p.report": Status.UNCHANGED, "model.p.gone": Status.ERROR})
     assert matched("result:error", previous) == ["train"]
-    assert matched("result:fail", previous) == ["train_is_balanced"]  # the part before ':' counts
-    assert matched("result:skipped+", previous) == ["report"]
+    assert matched("result:fail", previous) == ["train_is_balanced"]
+    assert matched("result:skipped+", previous) == ["report"]  # skipped: unchanged is a kind of skipped
     assert matched("result:success", previous) == []
 
 

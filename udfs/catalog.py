@@ -242,7 +242,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "statistics), 'custom' (`mean` and `std` given, one per channel, on the 0-1 scale). Read it back in "
         "Python with `np.frombuffer(b, '<f4').reshape(tensor_shape)`, or in SQL with `tensor_to_array`.",
         "SELECT normalize(image, 'imagenet') AS tensor, tensor_shape(image) AS shape FROM images",
-        ("udfs.kernels.normalize", "udfs.kernels.features", "udfs.kernels.tensor"), "normalize",
+        ("udfs.kernels.normalize", "udfs.kernels.features", "udfs.kernels.tensor", "udfs.kernels.color"), "normalize",
     ),
     FunctionSpec(
         "tensor_shape",
@@ -251,7 +251,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Shape of the tensor `normalize(image, ..., layout)` returns: [C, H, W] for 'CHW', [H, W, C] for 'HWC'. "
         "Store it next to a tensor column so readers can reshape the bytes.",
         "SELECT tensor_shape(image, 'HWC') AS shape FROM images",
-        ("udfs.kernels.normalize", "udfs.kernels.features"), "tensor_shape",
+        ("udfs.kernels.normalize", "udfs.kernels.features", "udfs.kernels.color"), "tensor_shape",
     ),
     FunctionSpec(
         "tensor_to_array",
@@ -289,7 +289,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "channel for 'L'; alpha last for 'RGBA'). Bin edges are those of `numpy.histogram(channel, bins=bins, "
         "range=(0, 256))`. Whole-number counts, or with `normalized` fractions that sum to 1 per channel.",
         "SELECT path, color_histogram(image, 16, true) AS histogram FROM images",
-        ("udfs.kernels.features",), "color_histogram",
+        ("udfs.kernels.features", "udfs.kernels.color"), "color_histogram",
     ),
     FunctionSpec(
         "image_stats",
@@ -298,7 +298,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Per-channel mean, population standard deviation, minimum and maximum of the pixel values (0-255): for "
         "data checks (black frames, washed-out scans) and for data-set statistics.",
         "SELECT s.mean, s.std FROM (SELECT image_stats(image) AS s FROM images)",
-        ("udfs.kernels.features",), "image_stats",
+        ("udfs.kernels.features", "udfs.kernels.color"), "image_stats",
     ),
     FunctionSpec(
         "phash",
@@ -307,7 +307,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "64-bit perceptual hash (DCT hash, as `imagehash.phash`) as a signed bigint: near-identical images "
         "(re-encoded, resized) get hashes a few bits apart. Compare with `hamming`.",
         "SELECT path, phash(image) AS hash FROM images",
-        ("udfs.kernels.features",), "phash",
+        ("udfs.kernels.features", "udfs.kernels.color"), "phash",
     ),
     FunctionSpec(
         "hamming",
@@ -339,7 +339,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "give identical bytes. Give a path below the images folder as `identity` to get the same copies "
         "wherever the folder is. A bad spec fails the query with a message naming the valid ops.",
         "SELECT augment(image, 'hflip; rotate(10)', 42) AS image FROM images",
-        ("udfs.kernels.augment", "udfs.kernels.features"), "augment",
+        ("udfs.kernels.augment", "udfs.kernels.features", "udfs.kernels.color"), "augment",
     ),
     FunctionSpec(
         "augment_copies",
@@ -350,7 +350,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "into rows with `posexplode`, which also gives the copy index.",
         "SELECT path, copy_index, copy FROM images "
         "LATERAL VIEW posexplode(augment_copies(image, 'hflip; rotate(10)', 42, 4)) c AS copy_index, copy",
-        ("udfs.kernels.augment", "udfs.kernels.features"), "augment_copies",
+        ("udfs.kernels.augment", "udfs.kernels.features", "udfs.kernels.color"), "augment_copies",
     ),
     FunctionSpec(
         "prepare_augmented",

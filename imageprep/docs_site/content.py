@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import ProjectError
-from ..nodes import MODEL, SEED, SOURCE, TEST
+from ..nodes import MODEL, SEED, SOURCE, TEST, Materialization
+from ..status import Status
 from ..warehouse import CATALOG_FILE, is_uri
 from . import thumbnails
 from .tables import StoredTable, is_text
@@ -22,7 +23,7 @@ from .tables import StoredTable, is_text
 GALLERY_SIZE = 24
 REASON_ROWS = 500
 FOLDERS = {MODEL: "models", SEED: "seeds", SOURCE: "sources"}
-GOOD, BAD = {"success", "pass", "skipped: unchanged"}, {"error", "fail"}
+GOOD, BAD = {Status.SUCCESS, Status.PASS, Status.UNCHANGED}, {Status.ERROR, Status.FAIL}
 
 
 @dataclass
@@ -123,7 +124,7 @@ class Site:
 def status_word(status: str | None) -> str:
     if status is None:
         return "not run"
-    return {"success": "ok", "skipped: unchanged": "unchanged"}.get(status, status)
+    return {Status.SUCCESS: "ok", Status.UNCHANGED: "unchanged"}.get(status, status)
 
 
 def status_class(status: str | None) -> str:
@@ -133,7 +134,7 @@ def status_class(status: str | None) -> str:
         return "good"
     if status in BAD:
         return "bad"
-    return "warn" if status == "warn" else "skipped"
+    return "warn" if status == Status.WARN else "skipped"
 
 
 def slug(name: str) -> str:
@@ -252,7 +253,7 @@ def _page(graph, uid: str, executable, run, tables: _Tables, tests) -> Page:
     if node.resource_type == SOURCE:
         page.stored = "source"
         page.storage = f"Read by each build from {node.location or node.relation} ({node.format}); not stored."
-    elif node.resource_type == MODEL and node.materialized == "ephemeral":
+    elif node.resource_type == MODEL and node.materialized == Materialization.EPHEMERAL:
         page.stored, page.storage = "ephemeral", "Ephemeral: inlined as a CTE into the models that use it; not stored."
     elif entry.get("kind") == "view":
         page.stored = "view"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from runner_helpers import encode, photo_like
 from udfs.kernels import decode
 
 # EXIF orientation -> what the upright image is, as NumPy operations on the stored (H, W, C) pixels.
@@ -26,12 +27,6 @@ UPRIGHT = {
     7: lambda a: np.rot90(a, k=2).transpose(1, 0, 2),  # transverse (anti-diagonal)
     8: lambda a: np.rot90(a, k=1),                # rotate 90 degrees counter-clockwise
 }
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
 
 
 def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -231,14 +226,6 @@ def test_image_info_reads_the_header_only():
 
 
 # --------------------------------------------------------------------------- decode_resize
-
-
-def photo_like(height: int, width: int) -> np.ndarray:
-    """Smooth gradients plus a little texture: what JPEG and resizing treat like a photo."""
-    y, x = np.mgrid[0:height, 0:width]
-    noise = np.random.default_rng(0).normal(0, 6, (height, width))
-    channels = [128 + 100 * np.sin(x / 37.0 + k) * np.cos(y / 23.0 - k) + noise for k in range(3)]
-    return np.clip(np.stack(channels, axis=2), 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("resize_mode", ["stretch", "cover", "fit"])

@@ -1,26 +1,12 @@
 """prepare_image: decode_resize + normalize + color_histogram + the original size, in one call."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from runner_helpers import encode, photo_like
 from udfs.kernels import decode, features, normalize, prepare
-
-
-def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    noise = np.random.default_rng(seed).normal(0, 6, (height, width))
-    channels = [128 + 100 * np.sin(x / 37.0 + k) * np.cos(y / 23.0 - k) + noise for k in range(3)]
-    return np.clip(np.stack(channels, axis=2), 0, 255).astype(np.uint8)
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
 
 
 def files() -> dict[str, bytes]:

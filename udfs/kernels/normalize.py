@@ -41,8 +41,8 @@ NumPy 2, for 224x224x3, the float64 affine took 0.13 ms and the lookup 0.25 ms
 (480x640x3: 0.83 ms against 1.5 ms), with the same accuracy, so the affine map is kept.
 A float32-only affine is a little faster again (0.09 ms) but errs by up to about 7e-7
 for ImageNet and by far more than 1e-6 for ``standard`` with large offsets. The
-``standard`` statistics come from per-channel value counts (``np.bincount``), exact and
-ten times faster than ``numpy.std`` on the image.
+``standard`` statistics come from per-channel value counts (``features.channel_moments``,
+one Pillow ``Image.histogram``), exact and ten times faster than ``numpy.std`` on the image.
 """
 from __future__ import annotations
 

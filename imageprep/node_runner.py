@@ -1,0 +1,195 @@
+"""Run one node: load a seed, build a model or run a data test, and say how it went.
+
+A node whose stored result was made from exactly the same inputs (the same fingerprint) is not
+run again: it is UNCHANGED. An incremental model adds the rows it lacks, unless what it computes
+changed since its table was built (its logic fingerprint) or its full_refresh_when holds: then
+it is rebuilt in full, from its SQL as on a first build. A test's outcome is recorded with its
+fingerprint, so a test that passed on the same inputs is not run again.
+
+Whatever goes wrong becomes the node's result, never an exception: SQL that Spark rejects or a
+mistake in the project is the project's fault (`project_error`, exit code 2); anything else
+failed while running (exit code 1). The full traceback goes to target/runner.log.
+
+What every node of one pass of a build shares (the session, the staged warehouse, the compiled
+project, the pass's fingerprints) is a NodeContext.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import new_rows
+from .artifacts import NodeResult, compiled_path
+from .catalog import register_warehouse
+from .data_tests import run_test
+from .errors import ProjectError
+from .fingerprint import TestState
+from .materialize import load_seed, materialize_model
+from .nodes import MODEL, SEED, SOURCE, TEST, Materialization
+from .sources import read_source
+from .status import Status
+from .warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from .tasks import CompiledProject, PassInputs
+
+log = logging.getLogger("imageprep")
+
+
+@dataclass
+class NodeContext:
+    """What the nodes of one pass of a build run with."""
+
+    spark: Any
+    warehouse: Warehouse  # staged (begin_build): nodes read the tables this build wrote before them
+    compiled: CompiledProject
+    inputs: PassInputs  # this pass's fingerprints and image folder listings
+    test_state: TestState | None = None
+    full_refresh: bool = False
+    registered_sources: set[str] = field(default_factory=set)  # sources already made temp views
+
+
+def prepare_session(spark, warehouse: Warehouse) -> None:
+    """Make the session see this project's tables only, before a pass runs its nodes."""
+    # A long-lived session may hold another project's views.
+    for table in spark.catalog.listTables():
+        if table.isTemporary:
+            spark.catalog.dropTempView(table.name)
+    register_warehouse(spark, warehouse)  # tables of earlier builds, for partial selections
+
+
+def run_in_slot(ctx: NodeContext, node, slot: int) -> NodeResult:
+    """run_node in the scheduler's worker thread `slot`."""
+    # One FAIR scheduler pool per concurrent node, so models running together share the cores.
+    ctx.spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"node-{slot}")
+    return run_node(ctx, node)
+
+
+def run_node(ctx: NodeContext, node) -> NodeResult:
+    compiled = ctx.compiled
+    project = compiled.project
+    started = time.perf_counter()
+    sql = compiled.executable_sql.get(node.unique_id)
+    shown_sql = str(compiled_path(project.target_path, project.name, node).relative_to(project.root))
+    result = NodeResult(node.unique_id, node.name, node.resource_type, Status.SUCCESS,
+                        materialized=node.materialized, compiled_path=shown_sql if sql else None)
+    ctx.spark.sparkContext.setJobDescription(f"{node.resource_type} {node.name}")
+    fingerprint = ctx.inputs.fingerprints.get(node.unique_id)
+    built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
+    if _unchanged(ctx, node, fingerprint, built):
+        result.status = Status.UNCHANGED
+        result.rows = built.get("rows")
+        result.message = "unchanged since the last build (use --full-refresh to rebuild)"
+        return result
+    logic = ctx.inputs.logic.get(node.unique_id)
+    try:
+        _register_sources(ctx, node)
+        files_now = new_rows.register(ctx.spark, ctx.warehouse, node, _seen_before(ctx, node, logic, built),
+                                      sources=compiled.sources_by_relation, listings=ctx.inputs.listings)
+        if node.resource_type == SEED:
+            written = load_seed(ctx.spark, node, project.root, ctx.warehouse, fingerprint)
+            result.rows = written.rows
+        elif node.resource_type == MODEL:
+            incremental = node.name in compiled.incremental_models
+            if incremental and logic != built.get("logic"):
+                # What the model computes changed (its SQL, a var, a macro, a function's code): the
+                # rows it holds were made the old way, so it is rebuilt from scratch.
+                incremental, sql = False, compiled.baseline_sql.get(node.unique_id, sql)
+                result.message = "its logic changed since the table was built: rebuilt in full"
+            elif incremental and _full_refresh_wanted(ctx.spark, node):
+                incremental, sql = False, compiled.baseline_sql.get(node.unique_id, sql)
+                result.message = "full_refresh_when held: rebuilt in full"
+            written = materialize_model(ctx.spark, node, sql, ctx.warehouse, fingerprint,
+                                        incremental=incremental, logic=logic, seen=files_now)
+            result.rows = written.rows
+        else:
+            outcome = run_test(ctx.spark, node, sql)
+            result.status, result.failures, result.examples = outcome.status, outcome.failures, outcome.examples
+            if outcome.failures:
+                result.message = f"{outcome.failures} failing row{'s' * (outcome.failures != 1)}"
+            if ctx.test_state is not None:
+                ctx.test_state.record(node.unique_id, fingerprint, outcome.status, logic=logic, seen=files_now)
+    except ProjectError as exc:
+        result.status, result.message, result.project_error = Status.ERROR, str(exc), True
+    except Exception as exc:  # Spark rejected the SQL, or a function failed on the data
+        result.status = Status.ERROR
+        result.project_error = _rejected_by_spark(exc)
+        what = "Spark rejected the SQL" if result.project_error else f"{type(exc).__name__} while running"
+        where = f" (compiled SQL: {shown_sql})" if sql else ""
+        result.message = f"{node.resource_type} '{node.name}' in {node.path}: {what}{where}:\n{_spark_message(exc)}"
+        log.debug("%s failed:\n%s", node.unique_id, traceback.format_exc())
+    finally:
+        new_rows.drop(ctx.spark, node)
+    result.execution_time = time.perf_counter() - started
+    log.info("%s %s %s rows=%s %.2fs %s", node.unique_id, result.status, node.materialized, result.rows,
+             result.execution_time, result.message or "")
+    return result
+
+
+def _rejected_by_spark(exc: Exception) -> bool:
+    """SQL that Spark could not parse or resolve (a missing column, a type mismatch): the
+    project's mistake, not a failure while running."""
+    # Imported here: this module loads with the command line, pyspark only when Spark starts.
+    from pyspark.errors import AnalysisException, ParseException
+
+    return isinstance(exc, (AnalysisException, ParseException))
+
+
+def _unchanged(ctx: NodeContext, node, fingerprint: str | None, built: dict) -> bool:
+    """True when the node's stored result was made from exactly the same inputs."""
+    if ctx.full_refresh or not fingerprint:
+        return False
+    if node.resource_type == TEST:
+        return ctx.test_state is not None and ctx.test_state.passed_with(node.unique_id, fingerprint)
+    if node.resource_type == MODEL and node.materialized == Materialization.EPHEMERAL:
+        return False
+    return built.get("fingerprint") == fingerprint
+
+
+def _seen_before(ctx: NodeContext, node, logic: str | None, built: dict) -> dict[str, list[str]] | None:
+    """The files of each table the node read through new_rows() when it last ran the same way."""
+    if ctx.full_refresh or not node.new_rows_of:
+        return None
+    if node.resource_type == TEST:
+        return ctx.test_state.seen_when_passed(node.unique_id, logic) if ctx.test_state is not None else None
+    return ctx.warehouse.seen_by(built) if built.get("logic") == logic else None
+
+
+def _full_refresh_wanted(spark, model) -> bool:
+    """Whether the model's full_refresh_when condition holds now (before an incremental build)."""
+    condition = model.config.get("full_refresh_when")
+    if not condition:
+        return False
+    try:
+        # A WHERE clause, so the condition may use EXISTS and IN subqueries.
+        return bool(spark.sql(f"SELECT 1 AS wanted WHERE {condition}").take(1))
+    except Exception as exc:
+        raise ProjectError(f"full_refresh_when of '{model.name}' is not a valid condition: "
+                           f"{str(exc).splitlines()[0]}", path=model.path) from None
+
+
+def _register_sources(ctx: NodeContext, node) -> None:
+    graph = ctx.compiled.graph
+    for parent in graph.parents[node.unique_id]:
+        source = graph.nodes[parent]
+        if source.resource_type != SOURCE or parent in ctx.registered_sources:
+            continue
+        read_source(ctx.spark, source, ctx.inputs.listings.get(source.relation)).createOrReplaceTempView(source.relation)
+        ctx.registered_sources.add(parent)
+
+
+def _spark_message(exc: Exception, max_lines: int = 12) -> str:
+    text = str(exc).strip()
+    # Python worker errors carry the whole worker traceback; its last lines say what failed.
+    if "Traceback (most recent call last)" in text:
+        lines = [l for l in text.splitlines() if l.strip()]
+        tail = [l for l in lines if not l.startswith(("  File", "    "))][-3:]
+        return "\n".join(f"  {l.strip()}" for l in tail)
+    lines = text.splitlines()
+    kept = lines[:max_lines]
+    if len(lines) > max_lines:
+        kept.append(f"... ({len(lines) - max_lines} more lines in target/runner.log)")
+    return "\n".join(f"  {l}" for l in kept)
