@@ -100,12 +100,16 @@ def _classify(entry: os.DirEntry, max_file_bytes: int) -> ListedFile | os.stat_r
         return _problem(path, f"not a regular file ({_kind(info.st_mode)})", modified)
     uri, os_path = _uri(path)
     if info.st_size > max_file_bytes:
-        return ListedFile(uri, info.st_size, modified,
-                          f"too large: {_size(info.st_size)}, more than max_file_bytes ({_size(max_file_bytes)}); "
-                          f"raise the source's max_file_bytes option to read it", os_path)
+        return ListedFile(uri, info.st_size, modified, too_large(info.st_size, max_file_bytes), os_path)
     if not os.access(path, os.R_OK):
         return ListedFile(uri, info.st_size, modified, "unreadable: permission denied", os_path)
     return ListedFile(uri, info.st_size, modified, None, os_path)
+
+
+def too_large(size: int, max_file_bytes: int) -> str:
+    """The reason a file over the limit is not read, whichever file system listed it."""
+    return (f"too large: {_size(size)}, more than max_file_bytes ({_size(max_file_bytes)}); "
+            f"raise the source's max_file_bytes option to read it")
 
 
 def _problem(path: str, reason: str, modified: datetime | None = None) -> ListedFile:

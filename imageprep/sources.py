@@ -23,7 +23,7 @@ from typing import Callable
 from urllib.parse import unquote
 
 from .errors import ProjectError
-from .listing import DEFAULT_MAX_FILE_BYTES, FolderListing, ListedFile, list_local, parse_size
+from .listing import DEFAULT_MAX_FILE_BYTES, FolderListing, ListedFile, list_local, parse_size, too_large
 from .nodes import Source
 
 IMAGE_SOURCE_COLUMNS = "path, relative_path, modificationTime, length, content, read_error"
@@ -143,18 +143,16 @@ def _hidden_name(uri: str) -> bool:
 def _load_named(spark, reader, files: list[ListedFile]):
     """binaryFile rows of the files named. Spark checks that named files exist before it reads: one
     deleted since the listing is dropped from the names and the load tried again."""
-    names = [_escape_glob(f.uri) for f in files]
     for _ in range(5):
-        if not names:
+        if not files:
             return spark.createDataFrame([], _schema()).drop("read_error")
         try:
-            return reader.load(names)
+            return reader.load([_escape_glob(f.uri) for f in files])
         except Exception as exc:  # AnalysisException PATH_NOT_FOUND
             if "PATH_NOT_FOUND" not in str(exc):
                 raise
-            names = [n for n, f in zip(names, files) if _exists(spark, f.uri)]
             files = [f for f in files if _exists(spark, f.uri)]
-    return reader.load(names)
+    return reader.load([_escape_glob(f.uri) for f in files])
 
 
 def _exists(spark, uri: str) -> bool:
@@ -276,8 +274,7 @@ def _list_hadoop(spark, root_uri: str, recursive: bool, max_file_bytes: int) -> 
     while files.hasNext():
         status = files.next()
         size = int(status.getLen())
-        problem = (f"too large: {size} bytes, more than max_file_bytes ({max_file_bytes}); raise the source's "
-                   f"max_file_bytes option to read it") if size > max_file_bytes else None
+        problem = too_large(size, max_file_bytes) if size > max_file_bytes else None
         found.append(ListedFile(str(status.getPath().toString()), size,
                                 datetime.fromtimestamp(status.getModificationTime() / 1000, tz=timezone.utc), problem))
     return FolderListing(sorted(found, key=lambda f: f.uri))
