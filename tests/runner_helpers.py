@@ -100,3 +100,25 @@ def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
     noise = np.random.default_rng(seed).normal(0, 6, (height, width))
     channels = [128 + 100 * np.sin(x / 37.0 + k) * np.cos(y / 23.0 - k) + noise for k in range(3)]
     return np.clip(np.stack(channels, axis=2), 0, 255).astype(np.uint8)
+
+
+def write_id_row_groups(folder: Path, row_groups: list[list[int]], first_id: int = 0, *, with_path: bool = True,
+                        file_suffix: str = "") -> int:
+    """Parquet files of consecutive ids, one file per entry of `row_groups` and one row group per size in
+    it: `label_index` the id, `feature` [id] (and `path` img/<id>.jpg). Returns the next id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = first_id
+    for f, groups in enumerate(row_groups):
+        ids = list(range(row, row + sum(groups)))
+        columns = {"path": [f"img/{i}.jpg" for i in ids]} if with_path else {}
+        table = pa.table({**columns, "label_index": pa.array(ids, pa.int32()),
+                          "feature": pa.array([[float(i)] for i in ids], pa.list_(pa.float32()))})
+        with pq.ParquetWriter(folder / f"part-{f:05d}{file_suffix}.parquet", table.schema) as writer:
+            at = 0
+            for size in groups:
+                writer.write_table(table.slice(at, size))
+                at += size
+        row += len(ids)
+    return row

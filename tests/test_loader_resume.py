@@ -11,11 +11,10 @@ import os
 from types import SimpleNamespace
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from imageprep.training import make_torch_dataset, numpy_batches
+from runner_helpers import write_id_row_groups
 
 torch = pytest.importorskip("torch", reason="PyTorch is optional: pip install torch to run these tests")
 from torch.utils.data import DataLoader  # noqa: E402
@@ -29,17 +28,7 @@ def publish(warehouse, version: str, first_id: int = 0, *, switch_link: bool = T
     """Write a version of table `name` and commit it to the catalog (and the link, unless told not to)."""
     folder = warehouse / "_versions" / name / version
     folder.mkdir(parents=True)
-    row = first_id
-    for f, groups in enumerate(ROW_GROUPS):
-        ids = list(range(row, row + sum(groups)))
-        table = pa.table({"label_index": pa.array(ids, pa.int32()),
-                          "feature": pa.array([[float(i)] for i in ids], pa.list_(pa.float32()))})
-        with pq.ParquetWriter(folder / f"part-{f:05d}-{version}.parquet", table.schema) as writer:
-            at = 0
-            for size in groups:
-                writer.write_table(table.slice(at, size))
-                at += size
-        row += len(ids)
+    write_id_row_groups(folder, ROW_GROUPS, first_id, with_path=False, file_suffix=f"-{version}")
     catalog_file = warehouse / "_catalog.json"
     catalog = json.loads(catalog_file.read_text()) if catalog_file.exists() else {}
     catalog[name] = {"kind": "table", "version": f"_versions/{name}/{version}"}

@@ -9,12 +9,11 @@ from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from imageprep.loader_sharding import Shard, pieces, reader_span, unit_order
 from imageprep.training import make_torch_dataset, numpy_batches
+from runner_helpers import write_id_row_groups
 
 ROW_GROUPS = [[4, 7, 1], [5, 3], [9]]  # per file
 N = sum(map(sum, ROW_GROUPS))
@@ -24,17 +23,7 @@ COLUMNS = ("feature", "label_index")
 def write_ids(folder, first_id=0):
     """The row groups above, ids from first_id, as a Spark-like folder (with _SUCCESS and .crc)."""
     folder.mkdir(parents=True)
-    row = first_id
-    for f, groups in enumerate(ROW_GROUPS):
-        ids = list(range(row, row + sum(groups)))
-        table = pa.table({"path": [f"img/{i}.jpg" for i in ids], "label_index": pa.array(ids, pa.int32()),
-                          "feature": pa.array([[float(i)] for i in ids], pa.list_(pa.float32()))})
-        with pq.ParquetWriter(folder / f"part-{f:05d}.parquet", table.schema) as writer:
-            at = 0
-            for size in groups:
-                writer.write_table(table.slice(at, size))
-                at += size
-        row += len(ids)
+    write_id_row_groups(folder, ROW_GROUPS, first_id)
     (folder / "_SUCCESS").write_bytes(b"")
     (folder / ".part-00000.parquet.crc").write_bytes(b"not parquet")
     return folder
