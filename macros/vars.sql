@@ -7,9 +7,8 @@
 {#- A whole number (not true/false), within min..max when they are given. -#}
 {% macro int_var(name, default=none, min=none, max=none) -%}
     {%- set value = var(name) if default is none else var(name, default) -%}
-    {%- if value is not integer or (min is not none and value < min) or (max is not none and value > max) -%}
-        {{- _bad_var(name, value, 'a whole number' ~ _bounds(min, max)) -}}
-    {%- endif -%}
+    {%- set ok = value is integer and (min is none or value >= min) and (max is none or value <= max) -%}
+    {{- _check_var(name, value, ok, 'a whole number' ~ _bounds(min, max)) -}}
     {{- return(value) -}}
 {%- endmacro %}
 
@@ -17,31 +16,30 @@
 {% macro choice_var(name, choices, default=none, ignore_case=false) -%}
     {%- set value = var(name) if default is none else var(name, default) -%}
     {%- set key = value | lower if ignore_case and value is string else value -%}
-    {%- if key not in choices -%}
-        {{- _bad_var(name, value, 'one of ' ~ choices | join(', ')) -}}
-    {%- endif -%}
+    {{- _check_var(name, value, key in choices, 'one of ' ~ choices | join(', ')) -}}
     {{- return(value) -}}
 {%- endmacro %}
 
+{#- true or false: YAML's booleans, not the strings 'true' and 'false'. -#}
 {% macro bool_var(name, default=none) -%}
     {%- set value = var(name) if default is none else var(name, default) -%}
-    {%- if value is not boolean -%}
-        {{- _bad_var(name, value, 'true or false') -}}
-    {%- endif -%}
+    {{- _check_var(name, value, value is boolean, 'true or false') -}}
     {{- return(value) -}}
 {%- endmacro %}
 
+{#- A string (in --vars, quote one that YAML would read as a number or a boolean). -#}
 {% macro string_var(name, default=none) -%}
     {%- set value = var(name) if default is none else var(name, default) -%}
-    {%- if value is not string -%}
-        {{- _bad_var(name, value, 'a string') -}}
-    {%- endif -%}
+    {{- _check_var(name, value, value is string, 'a string') -}}
     {{- return(value) -}}
 {%- endmacro %}
 
 {#- Helpers of the macros above (private: no return(), which only public macros hand back). -#}
-{%- macro _bad_var(name, value, expected) -%}
-    {{- exceptions.raise_compiler_error("var '" ~ name ~ "' must be " ~ expected ~ ", got " ~ _shown(value)) -}}
+{#- Stops the build unless `ok`, saying what the var must be and what it is. -#}
+{%- macro _check_var(name, value, ok, expected) -%}
+    {%- if not ok -%}
+        {{- exceptions.raise_compiler_error("var '" ~ name ~ "' must be " ~ expected ~ ", got " ~ _shown(value)) -}}
+    {%- endif -%}
 {%- endmacro %}
 
 {%- macro _bounds(min, max) -%}

@@ -122,3 +122,65 @@ def write_id_row_groups(folder: Path, row_groups: list[list[int]], first_id: int
                 at += size
         row += len(ids)
     return row
+
+
+# -- processes ---------------------------------------------------------------------------------------
+
+
+def wait_or_kill(process, seconds: float) -> None:
+    """Wait up to `seconds` for `process` to exit, then kill its process group (started with
+    start_new_session=True, so its children go too)."""
+    import os
+    import signal
+    import subprocess
+
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+# -- tables as a build leaves them ---------------------------------------------------------------------
+
+
+def image_struct_array(pixels: np.ndarray, origins: list[str]):
+    """Our image struct column (as `udfs.image_struct` documents it) of a (B, H, W, C) uint8 batch,
+    built with plain PyArrow."""
+    import pyarrow as pa
+
+    count, height, width, channels = pixels.shape
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    return pa.StructArray.from_arrays(
+        [pa.array(origins), pa.array([height] * count, pa.int32()), pa.array([width] * count, pa.int32()),
+         pa.array([channels] * count, pa.int32()), pa.array([mode] * count),
+         pa.array([p.tobytes() for p in pixels], pa.binary())],
+        names=["origin", "height", "width", "nChannels", "mode", "data"])
+
+
+# -- mistakes in model and macro templates -----------------------------------------------------------
+
+
+def template_mistakes() -> list[tuple[dict[str, str], list[str]]]:
+    """Projects with a mistake in a template, and what the error message must say: rendering raises it
+    (tests/test_render.py) and `compile` prints it and exits 2 (tests/test_project_errors.py)."""
+    return [
+        # a ref to a model that does not exist
+        ({"models/a.sql": "select * from {{ ref('bb') }}", "models/b.sql": "select 1"},
+         ["models/a.sql", "'a' refers to 'bb'", "Did you mean 'b'"]),
+        ({"models/a.sql": "select * from {{ ref('orderz') }}", "models/orders.sql": "select 1"},
+         ["models/a.sql", "'a' refers to 'orderz'", "Did you mean 'orders'"]),
+        # a var that is not set
+        ({"models/a.sql": "select {{ var('missing') }}"}, ["models/a.sql", "var('missing') is not defined"]),
+        ({"models/a.sql": "select {{ var('image_size') }}"}, ["models/a.sql", "var('image_size') is not defined", "--vars"]),
+        # Jinja syntax, with the line
+        ({"models/a.sql": "select 1\n{% if %}"}, ["models/a.sql:2", "Jinja syntax error"]),
+        ({"models/a.sql": "select 1\nfrom x\n{% for %}"}, ["models/a.sql:3", "Jinja syntax error"]),
+        # a macro that does not exist
+        ({"models/a.sql": "select 1,\n {{ no_such_macro('x') }}", "macros/m.sql": "{% macro no_such_macr() %}{% endmacro %}"},
+         ["models/a.sql:2", "'no_such_macro' is undefined", "Did you mean 'no_such_macr'"]),
+        ({"models/a.sql": "select {{ cents('x') }}"}, ["models/a.sql:1", "'cents' is undefined"]),
+        # config() and source() arguments
+        ({"models/a.sql": "{{ config(materalized='view') }} select 1"}, ["unknown config 'materalized'", "materialized"]),
+        ({"models/a.sql": "select * from {{ source('raw', 'nope') }}"}, ["source('raw', 'nope')", "not declared"]),
+    ]

@@ -6,9 +6,7 @@ subprocess; beeline joins two models and calls image functions over JDBC, and se
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +17,7 @@ import pytest
 from PIL import Image
 
 from imageprep.cli import main
-from runner_helpers import write_project
+from runner_helpers import wait_or_kill, write_project
 
 ROOT = Path(__file__).resolve().parent.parent
 RED, BLUE = (200, 30, 30), (20, 40, 220)
@@ -137,11 +135,7 @@ def wait_for_banner(process: subprocess.Popen, log: Path, timeout: float = 180) 
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        wait_or_kill(process, 60)
 
 
 @contextlib.contextmanager

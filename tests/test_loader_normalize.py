@@ -12,6 +12,7 @@ import pytest
 
 from imageprep.loader_normalize import Normalizer
 from imageprep.training import make_torch_dataset, numpy_batches, table_normalization
+from runner_helpers import image_struct_array
 from udfs.kernels import normalize as kernel
 
 CASES = [  # method, channels, mean, std
@@ -85,13 +86,9 @@ def write_image_table(warehouse, method="imagenet", layout="CHW", count=13):
     """A built-like image table (image struct, label_index) whose normalization the catalog records."""
     rng = np.random.default_rng(3)
     pixels = rng.integers(0, 256, (count, 10, 12, 3), dtype=np.uint8)
-    image = pa.StructArray.from_arrays(
-        [pa.array([f"img/{i}.png" for i in range(count)]), pa.array([10] * count, pa.int32()),
-         pa.array([12] * count, pa.int32()), pa.array([3] * count, pa.int32()), pa.array(["RGB"] * count),
-         pa.array([p.tobytes() for p in pixels], pa.binary())],
-        names=["origin", "height", "width", "nChannels", "mode", "data"])
-    table = pa.table({"path": [f"img/{i}.png" for i in range(count)], "label_index": pa.array(range(count), pa.int32()),
-                      "image": image})
+    paths = [f"img/{i}.png" for i in range(count)]
+    table = pa.table({"path": paths, "label_index": pa.array(range(count), pa.int32()),
+                      "image": image_struct_array(pixels, paths)})
     version = warehouse / "_versions" / "train_set" / "v1"
     version.mkdir(parents=True)
     pq.write_table(table, version / "part-00000.parquet", row_group_size=4)

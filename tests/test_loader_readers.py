@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from imageprep.training import numpy_batches
+from runner_helpers import image_struct_array
 from udfs.kernels import normalize as kernel
 
 COUNT = 6
@@ -28,13 +29,9 @@ def train(tmp_path):
     version.mkdir(parents=True)
     rng = np.random.default_rng(4)
     pixels = rng.integers(0, 256, (COUNT, 8, 6, 3), dtype=np.uint8)
-    image = pa.StructArray.from_arrays(
-        [pa.array([f"img/{i}.png" for i in range(COUNT)]), pa.array([8] * COUNT, pa.int32()),
-         pa.array([6] * COUNT, pa.int32()), pa.array([3] * COUNT, pa.int32()), pa.array(["RGB"] * COUNT),
-         pa.array([p.tobytes() for p in pixels], pa.binary())],
-        names=["origin", "height", "width", "nChannels", "mode", "data"])
-    table = pa.table({"path": [f"img/{i}.png" for i in range(COUNT)],
-                      "label_index": pa.array([i % 2 for i in range(COUNT)], pa.int32()), "image": image})
+    paths = [f"img/{i}.png" for i in range(COUNT)]
+    table = pa.table({"path": paths, "label_index": pa.array([i % 2 for i in range(COUNT)], pa.int32()),
+                      "image": image_struct_array(pixels, paths)})
     pq.write_table(table.slice(0, 4), version / "part-00000-a.snappy.parquet")
     pq.write_table(table.slice(4), version / "part-00001-a.snappy.parquet")
     (version / "_SUCCESS").write_bytes(b"")

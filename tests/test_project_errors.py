@@ -1,7 +1,7 @@
 """Every user mistake gets a specific message naming the file, and exit code 2 (no Spark needed)."""
 import pytest
 
-from runner_helpers import run_cli, write_project
+from runner_helpers import run_cli, template_mistakes, write_project
 
 GOOD_MODEL = {"models/a.sql": "select 1 as id"}
 
@@ -13,13 +13,9 @@ GOOD_MODEL = {"models/a.sql": "select 1 as id"}
      ["project.yml:", "unknown key 'stagin'", "Did you mean 'staging'"]),
     ({"project.yml": "name: demo\nmodels:\n  +materialised: view\n"}, ["unknown key '+materialised'", "+materialized"]),
     ({"project.yml": "name: demo\ntargets:\n  cluster:\n    mastr: spark://h:7077\n"}, ["unknown key 'mastr'", "target 'cluster'"]),
-    ({"models/a.sql": "select * from {{ ref('orderz') }}", "models/orders.sql": "select 1"},
-     ["models/a.sql", "'a' refers to 'orderz'", "Did you mean 'orders'"]),
     ({"models/a.sql": "select * from {{ ref('b') }}", "models/b.sql": "select * from {{ ref('c') }}",
       "models/c.sql": "select * from {{ ref('a') }}"}, ["found a cycle: ", " -> ", "(each model refers to the next one)"]),
-    ({"models/a.sql": "select 1\nfrom x\n{% for %}"}, ["models/a.sql:3", "Jinja syntax error"]),
-    ({"models/a.sql": "select {{ cents('x') }}"}, ["models/a.sql:1", "'cents' is undefined"]),
-    ({"models/a.sql": "select {{ var('image_size') }}"}, ["models/a.sql", "var('image_size') is not defined", "--vars"]),
+    *template_mistakes(),
     ({"models/one/a.sql": "select 1", "models/two/a.sql": "select 2"}, ["two models are named 'a'", "models/one/a.sql", "models/two/a.sql"]),
     ({**GOOD_MODEL, "models/schema.yml": "models:\n  - name: a\n    columns:\n      - name: id\n        tests: [not_nul]\n"},
      ["models/schema.yml", "unknown test 'not_nul'", "Did you mean 'not_null'"]),

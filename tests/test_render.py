@@ -6,7 +6,7 @@ import pytest
 from imageprep.errors import ProjectError
 from imageprep.project import load_project
 from imageprep.render import Renderer, convert_test_blocks
-from runner_helpers import write_project
+from runner_helpers import template_mistakes, write_project
 
 
 def render(tmp_path: Path, files: dict, cli_vars=None):
@@ -103,16 +103,7 @@ def test_generic_tests_render_from_yaml_with_ref_arguments(tmp_path):
     assert set(rel.depends_on) == {"model.demo.child", "model.demo.parent"}
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"models/a.sql": "select * from {{ ref('bb') }}", "models/b.sql": "select 1"},
-     ["models/a.sql", "'a' refers to 'bb'", "Did you mean 'b'"]),
-    ({"models/a.sql": "select {{ var('missing') }}"}, ["models/a.sql", "var('missing') is not defined"]),
-    ({"models/a.sql": "select 1\n{% if %}"}, ["models/a.sql:2", "Jinja syntax error"]),
-    ({"models/a.sql": "select 1,\n {{ no_such_macro('x') }}", "macros/m.sql": "{% macro no_such_macr() %}{% endmacro %}"},
-     ["models/a.sql:2", "'no_such_macro' is undefined", "Did you mean 'no_such_macr'"]),
-    ({"models/a.sql": "{{ config(materalized='view') }} select 1"}, ["unknown config 'materalized'", "materialized"]),
-    ({"models/a.sql": "select * from {{ source('raw', 'nope') }}"}, ["source('raw', 'nope')", "not declared"]),
-])
+@pytest.mark.parametrize("files, expected", template_mistakes())
 def test_rendering_errors_name_the_file_and_the_problem(tmp_path, files, expected):
     with pytest.raises(ProjectError) as info:
         render(tmp_path, files)

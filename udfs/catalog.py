@@ -62,8 +62,12 @@ class FunctionSpec:
     description: str
     example: str
     kernels: tuple[str, ...] = ()
-    wrapper: str | None = None
     sql_body: str | None = None
+
+    @property
+    def wrapper(self) -> str | None:
+        """Name of the Python callable behind the function: the SQL name (None for a SQL-bodied one)."""
+        return None if self.sql_body is not None else self.name
 
     @property
     def signature(self) -> str:
@@ -104,7 +108,11 @@ class FunctionSpec:
 IMAGE = "IMAGE"
 VECTOR = "VECTOR"  # Spark ML's vector type: not a SQL DDL type, so registered as a row UDF
 _DECODE = ("udfs.kernels.decode", "udfs.kernels.color", "udfs.kernels.resize")
+_FEATURES = ("udfs.kernels.features", "udfs.kernels.color")
 _MAX_PIXELS = Param("max_pixels", "BIGINT", "100000000")
+# The leading parameters of the functions that go from file bytes to a resized image.
+_FILE_TO_SIZE = (Param("content", "BINARY"), Param("path", "STRING"), Param("height", "INT"), Param("width", "INT"),
+                 Param("resize_mode", "STRING", "'stretch'"), Param("interpolation", "STRING", "'bilinear'"))
 
 FUNCTIONS: tuple[FunctionSpec, ...] = (
     FunctionSpec(
@@ -118,7 +126,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "pixels are refused from their header before decoding. Returns NULL for a file that is not a usable "
         "image; `image_error` (same code path) says why.",
         "SELECT path, decode_image(content, path) AS image FROM files",
-        _DECODE, "decode_image",
+        _DECODE,
     ),
     FunctionSpec(
         "image_error",
@@ -130,7 +138,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "`regexp_extract(error, '^[a-z ]*[a-z]', 0)`. It decodes the file (a truncated file is only found by "
         "decoding), so use `try_decode_image` when you need both the image and the reason.",
         "SELECT path, image_error(content, path) AS error FROM files WHERE image_error(content, path) IS NOT NULL",
-        _DECODE, "image_error",
+        _DECODE,
     ),
     FunctionSpec(
         "try_decode_image",
@@ -139,7 +147,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "`decode_image` and `image_error` from a single decode: exactly one of `image` and `error` is NULL. "
         "The way to keep bad files as rows with a reason instead of decoding twice.",
         "SELECT path, d.image, d.error FROM (SELECT path, try_decode_image(content, path) AS d FROM files)",
-        _DECODE, "try_decode_image",
+        _DECODE,
     ),
     FunctionSpec(
         "image_info",
@@ -150,13 +158,11 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "whole data set. `width` and `height` are after EXIF orientation, i.e. what `decode_image` returns. NULL "
         "for files Pillow cannot identify. A good header does not prove the file decodes (see `image_error`).",
         "SELECT info.format, count(*) FROM (SELECT image_info(content) AS info FROM files) GROUP BY info.format",
-        ("udfs.kernels.decode", "udfs.kernels.color", "udfs.kernels.resize"), "image_info",
+        _DECODE,
     ),
     FunctionSpec(
         "decode_resize",
-        (Param("content", "BINARY"), Param("path", "STRING"), Param("height", "INT"), Param("width", "INT"),
-         Param("resize_mode", "STRING", "'stretch'"), Param("interpolation", "STRING", "'bilinear'"),
-         Param("mode", "STRING", "'RGB'"), _MAX_PIXELS),
+        _FILE_TO_SIZE + (Param("mode", "STRING", "'RGB'"), _MAX_PIXELS),
         IMAGE,
         "`resize(decode_image(content, path, mode, max_pixels), height, width, resize_mode, interpolation)` in one "
         "step, faster for JPEGs much larger than the target: Pillow's `Image.draft` lets libjpeg decode at 1/2, "
@@ -165,13 +171,12 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Fit mode pads with black. "
         "NULL for a bad file, like `decode_image`.",
         "SELECT path, decode_resize(content, path, 224, 224, 'cover') AS image FROM files",
-        _DECODE, "decode_resize",
+        _DECODE,
     ),
     FunctionSpec(
         "prepare_image",
-        (Param("content", "BINARY"), Param("path", "STRING"), Param("height", "INT"), Param("width", "INT"),
-         Param("resize_mode", "STRING", "'stretch'"), Param("interpolation", "STRING", "'bilinear'"),
-         Param("normalization", "STRING", "'imagenet'"), Param("histogram_bins", "INT", "32"), _MAX_PIXELS),
+        _FILE_TO_SIZE + (Param("normalization", "STRING", "'imagenet'"), Param("histogram_bins", "INT", "32"),
+                         _MAX_PIXELS),
         f"STRUCT<width: INT, height: INT, image: {IMAGE}, tensor: BINARY, tensor_shape: ARRAY<INT>, "
         "histogram: ARRAY<INT>, image_stats: STRUCT<mean: ARRAY<DOUBLE>, std: ARRAY<DOUBLE>, min: ARRAY<INT>, "
         "max: ARRAY<INT>>, phash: BIGINT, error: STRING>",
@@ -187,7 +192,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "NULL and `error` says why, as `image_error` would.",
         "SELECT path, p.width, p.height, p.image.data AS pixels, p.tensor, p.histogram "
         "FROM (SELECT path, prepare_image(content, path, 224, 224) AS p FROM files) WHERE p.error IS NULL",
-        _DECODE + ("udfs.kernels.prepare", "udfs.kernels.normalize", "udfs.kernels.features"), "prepare_image",
+        _DECODE + ("udfs.kernels.prepare", "udfs.kernels.normalize", "udfs.kernels.features"),
     ),
     FunctionSpec(
         "resize",
@@ -201,7 +206,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "filters, antialiased when shrinking). An unknown mode or interpolation fails the query, naming the "
         "valid values.",
         "SELECT resize(image, 224, 224, 'cover', 'bicubic') AS image FROM images",
-        ("udfs.kernels.resize", "udfs.kernels.color"), "resize",
+        ("udfs.kernels.resize", "udfs.kernels.color"),
     ),
     FunctionSpec(
         "center_crop",
@@ -210,7 +215,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "The centred `height` x `width` region, top-left corner at ((H - height) div 2, (W - width) div 2). A "
         "side larger than the image is padded with black (zeros), as torchvision's `CenterCrop` does.",
         "SELECT center_crop(resize(image, 256, 256, 'cover'), 224, 224) AS image FROM images",
-        ("udfs.kernels.resize", "udfs.kernels.color"), "center_crop",
+        ("udfs.kernels.resize", "udfs.kernels.color"),
     ),
     FunctionSpec(
         "to_grayscale",
@@ -219,7 +224,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Mode 'L' with Pillow's ITU-R 601-2 luma, L = R * 299/1000 + G * 587/1000 + B * 114/1000. RGBA is "
         "composited on white first; an 'L' image is returned unchanged.",
         "SELECT to_grayscale(image) AS gray FROM images",
-        ("udfs.kernels.color",), "to_grayscale",
+        ("udfs.kernels.color",),
     ),
     FunctionSpec(
         "encode_image",
@@ -229,7 +234,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "image, without metadata: for thumbnails, exports and previews. `format` is case-insensitive; 'JPG' "
         "means 'JPEG'.",
         "SELECT path, encode_image(resize(image, 64, 64, 'fit'), 'JPEG', 85) AS thumbnail FROM images",
-        ("udfs.kernels.encode", "udfs.kernels.color"), "encode_image",
+        ("udfs.kernels.encode", "udfs.kernels.color"),
     ),
     FunctionSpec(
         "normalize",
@@ -242,7 +247,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "statistics), 'custom' (`mean` and `std` given, one per channel, on the 0-1 scale). Read it back in "
         "Python with `np.frombuffer(b, '<f4').reshape(tensor_shape)`, or in SQL with `tensor_to_array`.",
         "SELECT normalize(image, 'imagenet') AS tensor, tensor_shape(image) AS shape FROM images",
-        ("udfs.kernels.normalize", "udfs.kernels.features", "udfs.kernels.tensor", "udfs.kernels.color"), "normalize",
+        ("udfs.kernels.normalize", "udfs.kernels.features", "udfs.kernels.tensor", "udfs.kernels.color"),
     ),
     FunctionSpec(
         "tensor_shape",
@@ -251,7 +256,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Shape of the tensor `normalize(image, ..., layout)` returns: [C, H, W] for 'CHW', [H, W, C] for 'HWC'. "
         "Store it next to a tensor column so readers can reshape the bytes.",
         "SELECT tensor_shape(image, 'HWC') AS shape FROM images",
-        ("udfs.kernels.normalize", "udfs.kernels.features", "udfs.kernels.color"), "tensor_shape",
+        ("udfs.kernels.normalize", "udfs.kernels.features", "udfs.kernels.color"),
     ),
     FunctionSpec(
         "tensor_to_array",
@@ -261,7 +266,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "inspection in SQL or for tools that need `array<float>`. The binary form is about 4 times smaller in "
         "memory traffic and much faster to write; convert only where needed.",
         "SELECT slice(tensor_to_array(normalize(image)), 1, 3) AS first_values FROM images",
-        ("udfs.kernels.tensor",), "tensor_to_array",
+        ("udfs.kernels.tensor",),
     ),
     FunctionSpec(
         "tensor_range",
@@ -271,7 +276,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "checks on tensor columns without converting them to `array<float>` (many times slower). Both are NaN when "
         "the tensor holds a NaN, so `r.min >= lo AND r.max <= hi` fails for it; NULL for a NULL or empty tensor.",
         "SELECT r.min, r.max FROM (SELECT tensor_range(normalize(image, 'imagenet')) AS r FROM images)",
-        ("udfs.kernels.tensor",), "tensor_range",
+        ("udfs.kernels.tensor",),
     ),
     FunctionSpec(
         "array_to_tensor",
@@ -279,7 +284,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "BINARY",
         "The inverse of `tensor_to_array`: float32 little-endian bytes of an array (NULL elements become NaN).",
         "SELECT array_to_tensor(array(0.5F, 1.0F, -1.0F)) AS tensor",
-        ("udfs.kernels.tensor",), "array_to_tensor",
+        ("udfs.kernels.tensor",),
     ),
     FunctionSpec(
         "color_histogram",
@@ -289,7 +294,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "channel for 'L'; alpha last for 'RGBA'). Bin edges are those of `numpy.histogram(channel, bins=bins, "
         "range=(0, 256))`. Whole-number counts, or with `normalized` fractions that sum to 1 per channel.",
         "SELECT path, color_histogram(image, 16, true) AS histogram FROM images",
-        ("udfs.kernels.features", "udfs.kernels.color"), "color_histogram",
+        _FEATURES,
     ),
     FunctionSpec(
         "image_stats",
@@ -298,7 +303,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "Per-channel mean, population standard deviation, minimum and maximum of the pixel values (0-255): for "
         "data checks (black frames, washed-out scans) and for data-set statistics.",
         "SELECT s.mean, s.std FROM (SELECT image_stats(image) AS s FROM images)",
-        ("udfs.kernels.features", "udfs.kernels.color"), "image_stats",
+        _FEATURES,
     ),
     FunctionSpec(
         "phash",
@@ -307,7 +312,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "64-bit perceptual hash (DCT hash, as `imagehash.phash`) as a signed bigint: near-identical images "
         "(re-encoded, resized) get hashes a few bits apart. Compare with `hamming`.",
         "SELECT path, phash(image) AS hash FROM images",
-        ("udfs.kernels.features", "udfs.kernels.color"), "phash",
+        _FEATURES,
     ),
     FunctionSpec(
         "hamming",
@@ -325,7 +330,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "A dense Spark ML vector (`pyspark.ml.linalg.VectorUDT`) of the array's values, for the `features` "
         "column of `pyspark.ml` estimators; the SQL form of `pyspark.ml.functions.array_to_vector`.",
         "SELECT path, array_to_vector(color_histogram(image, 16, true)) AS features FROM images",
-        ("udfs.ml",), "array_to_vector",
+        ("udfs.ml",),
     ),
     FunctionSpec(
         "augment",
@@ -339,7 +344,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "give identical bytes. Give a path below the images folder as `identity` to get the same copies "
         "wherever the folder is. A bad spec fails the query with a message naming the valid ops.",
         "SELECT augment(image, 'hflip; rotate(10)', 42) AS image FROM images",
-        ("udfs.kernels.augment", "udfs.kernels.features", "udfs.kernels.color"), "augment",
+        ("udfs.kernels.augment",) + _FEATURES,
     ),
     FunctionSpec(
         "augment_copies",
@@ -350,7 +355,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "into rows with `posexplode`, which also gives the copy index.",
         "SELECT path, copy_index, copy FROM images "
         "LATERAL VIEW posexplode(augment_copies(image, 'hflip; rotate(10)', 42, 4)) c AS copy_index, copy",
-        ("udfs.kernels.augment", "udfs.kernels.features", "udfs.kernels.color"), "augment_copies",
+        ("udfs.kernels.augment",) + _FEATURES,
     ),
     FunctionSpec(
         "prepare_augmented",
@@ -363,7 +368,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         "SELECT path, c.pos + 1 AS copy_index, c.copy.image, c.copy.histogram FROM images "
         "LATERAL VIEW posexplode(prepare_augmented(image, 'hflip; rotate(10)', 42, 2)) c AS pos, copy",
         ("udfs.kernels.augment", "udfs.kernels.features", "udfs.kernels.prepare", "udfs.kernels.normalize",
-         "udfs.kernels.decode", "udfs.kernels.color", "udfs.kernels.resize"), "prepare_augmented",
+         "udfs.kernels.decode", "udfs.kernels.color", "udfs.kernels.resize"),
     ),
 )
 

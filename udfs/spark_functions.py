@@ -90,9 +90,7 @@ def decode_resize(content: pa.Array, path: pa.Array, height: pa.Array, width: pa
                   mode: pa.Array = "RGB", max_pixels: pa.Array = DEFAULT_MAX_PIXELS) -> pa.Array:
     """``decode_resize(...)``: decode straight to a small size (JPEG draft), NULL for a bad file."""
     n = len(content)
-    heights, widths = per_row(height, n), per_row(width, n)
-    resize_modes = per_row(resize_mode, n, resize_kernel.check_resize_mode)
-    interpolations = per_row(interpolation, n, _check_interpolation_name)
+    heights, widths, resize_modes, interpolations = _resize_args(n, height, width, resize_mode, interpolation)
     modes = per_row(mode, n, decode.check_mode)
     limits = per_row(max_pixels, n, decode.check_max_pixels)
     out = []
@@ -113,9 +111,7 @@ def prepare_image(content: pa.Array, path: pa.Array, height: pa.Array, width: pa
     """``prepare_image(...)``: size, resized image, tensor, histogram, statistics and pHash of each file in one
     Python call."""
     n = len(content)
-    heights, widths = per_row(height, n), per_row(width, n)
-    resize_modes = per_row(resize_mode, n, resize_kernel.check_resize_mode)
-    interpolations = per_row(interpolation, n, _check_interpolation_name)
+    heights, widths, resize_modes, interpolations = _resize_args(n, height, width, resize_mode, interpolation)
     normalizations = per_row(normalization, n, prepare_kernel.check_normalization)
     bins = per_row(histogram_bins, n, prepare_kernel.check_bins)
     limits = per_row(max_pixels, n, decode.check_max_pixels)
@@ -165,6 +161,13 @@ def _int32_lists(rows: list) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32()), mask=mask)
 
 
+def _resize_args(n: int, height, width, resize_mode, interpolation) -> tuple[list, list, list, list]:
+    """Per-row target sizes, resize modes and interpolation names: the arguments every resizing function takes."""
+    heights, widths = per_row(height, n), per_row(width, n)
+    resize_modes = per_row(resize_mode, n, resize_kernel.check_resize_mode)
+    return heights, widths, resize_modes, per_row(interpolation, n, _check_interpolation_name)
+
+
 def _check_interpolation_name(name):
     resize_kernel.check_interpolation(name)
     return name.lower()
@@ -177,9 +180,7 @@ def resize(image: pa.Array, height: pa.Array, width: pa.Array, mode: pa.Array = 
            interpolation: pa.Array = "bilinear", pad_color: pa.Array = "#000000") -> pa.Array:
     """``resize(image, height, width, mode, interpolation, pad_color)``."""
     n = len(image)
-    heights, widths = per_row(height, n), per_row(width, n)
-    modes = per_row(mode, n, resize_kernel.check_resize_mode)
-    interpolations = per_row(interpolation, n, _check_interpolation_name)
+    heights, widths, modes, interpolations = _resize_args(n, height, width, mode, interpolation)
     pad_colors = per_row(pad_color, n, resize_kernel.check_pad_color)
     return _map_images(image, lambda px, i: resize_kernel.resize(
         px, heights[i], widths[i], modes[i], interpolations[i], pad_colors[i]))

@@ -173,26 +173,24 @@ def test_phash_is_a_signed_int64():
     assert phash(rgba) == phash(synthetic_scene("sun"))  # alpha is ignored, as Pillow's convert("L") does
 
 
-@pytest.mark.parametrize("kind", ["sun", "stripes"])
-def test_phash_survives_jpeg_and_resizing_of_synthetic_scenes(kind):
-    pixels = synthetic_scene(kind)
-    assert hamming(phash(pixels), phash(jpeg_roundtrip(pixels, 90))) <= 4
-    assert hamming(phash(pixels), phash(resized(pixels, 0.5))) <= 4
+# Two different images of each source: the synthetic scenes, and real photos (skipped without them).
+IMAGE_PAIRS = [
+    pytest.param(synthetic_scene, "sun", "stripes", id="synthetic"),
+    pytest.param(photo, "scikit-image/astronaut.png", "scikit-image/coffee.png", id="photos"),
+]
 
 
-def test_phash_tells_different_synthetic_scenes_apart():
-    assert hamming(phash(synthetic_scene("sun")), phash(synthetic_scene("stripes"))) > 16
+@pytest.mark.parametrize("load, first, second", IMAGE_PAIRS)
+def test_phash_survives_jpeg_and_resizing(load, first, second):
+    for name in (first, second):
+        pixels = load(name)
+        assert hamming(phash(pixels), phash(jpeg_roundtrip(pixels, 90))) <= 4, name
+        assert hamming(phash(pixels), phash(resized(pixels, 0.5))) <= 4, name
 
 
-@pytest.mark.parametrize("name", ["scikit-image/astronaut.png", "scikit-image/coffee.png"])
-def test_phash_survives_jpeg_and_resizing_of_real_photos(name):
-    pixels = photo(name)
-    assert hamming(phash(pixels), phash(jpeg_roundtrip(pixels, 90))) <= 4
-    assert hamming(phash(pixels), phash(resized(pixels, 0.5))) <= 4
-
-
-def test_phash_tells_different_real_photos_apart():
-    assert hamming(phash(photo("scikit-image/astronaut.png")), phash(photo("scikit-image/coffee.png"))) > 16
+@pytest.mark.parametrize("load, first, second", IMAGE_PAIRS)
+def test_phash_tells_different_images_apart(load, first, second):
+    assert hamming(phash(load(first)), phash(load(second))) > 16
 
 
 # --------------------------------------------------------------------------- hamming

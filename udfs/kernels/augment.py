@@ -203,31 +203,33 @@ class Op:
 
 
 @dataclass(frozen=True)
-class HFlip(Op):
-    """Mirror left-right with probability ``p``. Draws one uniform number."""
+class _Flip(Op):
+    """Mirror along ``axis`` (0 top-bottom, 1 left-right) with probability ``p``. Draws one uniform number."""
 
-    name: ClassVar[str] = "hflip"
+    axis: ClassVar[int]
     p: float = 0.5
 
     def __post_init__(self):
         self._set("p", _number(self.name, "p", self.p, 0, 1))
 
     def apply(self, pixels, rng):
-        return pixels[:, ::-1] if rng.random() < self.p else pixels
+        return np.flip(pixels, self.axis) if rng.random() < self.p else pixels
 
 
 @dataclass(frozen=True)
-class VFlip(Op):
+class HFlip(_Flip):
+    """Mirror left-right with probability ``p``. Draws one uniform number."""
+
+    name: ClassVar[str] = "hflip"
+    axis: ClassVar[int] = 1
+
+
+@dataclass(frozen=True)
+class VFlip(_Flip):
     """Mirror top-bottom with probability ``p``. Draws one uniform number."""
 
     name: ClassVar[str] = "vflip"
-    p: float = 0.5
-
-    def __post_init__(self):
-        self._set("p", _number(self.name, "p", self.p, 0, 1))
-
-    def apply(self, pixels, rng):
-        return pixels[::-1] if rng.random() < self.p else pixels
+    axis: ClassVar[int] = 0
 
 
 @dataclass(frozen=True)
