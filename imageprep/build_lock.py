@@ -75,7 +75,7 @@ class Holder:
 
 @contextmanager
 def build_lock(root, command: str, wait: bool = True, echo: Callable[[str], None] = print) -> Iterator[None]:
-    """Hold the build lock of the warehouse at `root` (a Path or a HadoopPath) for the block.
+    """Hold the build lock of the warehouse at `root` (a Path or a StoragePath) for the block.
 
     When another build holds it: with `wait`, say who and wait until it ends; without, raise
     WarehouseBusy with the same words."""
@@ -152,7 +152,7 @@ class FlockLock:
 
 
 class FileSystemLock:
-    """A lock file on a Hadoop file system (a HadoopPath), created exclusively, with a heartbeat."""
+    """A lock file on a file system named by a URI (a StoragePath), created exclusively, with a heartbeat."""
 
     def __init__(self, path):
         self.path = path

@@ -64,5 +64,5 @@ def project_session(project_dir: str | Path = ".", target: str | None = None, va
     project = load_project(Path(project_dir), vars)
     chosen = project.target(target)
     spark = create_session(chosen.master, app_name=f"{project.name}-query", settings=chosen.spark)
-    register_warehouse(spark, Warehouse(project.warehouse_for(chosen), spark))
+    register_warehouse(spark, Warehouse.for_target(project, chosen, spark))
     return spark

@@ -103,7 +103,8 @@ def listing_of(spark, source, listings: dict | None = None) -> list | None:
 
     `listings`: where an image folder's listing is kept for the rest of the build (by relation),
     so every node reads the files this fingerprint was made from."""
-    from .sources import _to_uri, list_files, list_image_folder
+    from .files import to_uri
+    from .sources import list_files, list_image_folder
 
     if source.format == "table" or not source.location:
         return None
@@ -115,7 +116,7 @@ def listing_of(spark, source, listings: dict | None = None) -> list | None:
         if listings is not None:
             listings[source.relation] = listing
     else:
-        listing = list_files(spark, _to_uri(source.location), True)
+        listing = list_files(spark, to_uri(source.location), True)
         if listing is None:
             return None
     return [list(f.key) for f in listing.files]
@@ -133,7 +134,7 @@ class TestState:
     FILE = "_test_state.json"
 
     def __init__(self, warehouse_root: Path):
-        # A local folder, or a warehouse's HadoopPath when the warehouse is a URI (same methods).
+        # A local folder, or a warehouse's StoragePath when the warehouse is a URI (same methods).
         self.path = (warehouse_root if hasattr(warehouse_root, "iterdir") else Path(warehouse_root)) / self.FILE
         self.data: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
 

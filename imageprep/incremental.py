@@ -63,7 +63,7 @@ class NextVersion:
     """What an incremental build writes: the files of the current version that stay as they are
     (`keep`, relative to the folder `current`), and the rows written beside them."""
 
-    current: object  # a Path, or a HadoopPath on a URI warehouse
+    current: object  # a Path, or a StoragePath on a URI warehouse
     keep: list[Path]
     rows: object  # a DataFrame
 

@@ -80,6 +80,18 @@ def list_local(root: str, recursive: bool, max_file_bytes: int = DEFAULT_MAX_FIL
     return listing
 
 
+def list_uri(files, root_uri: str, recursive: bool, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> FolderListing | None:
+    """Every file under a folder named by a URI (an object store, HDFS), through the file layer
+    (`files`: an imageprep.files.Files); None if the folder does not exist. Such file systems have
+    no links or special files, so only the size limit applies."""
+    found = files.info(root_uri)
+    if found is None or not found.is_dir:
+        return None
+    listed = [ListedFile(f.uri, f.size, f.modified, too_large(f.size, max_file_bytes) if f.size > max_file_bytes else None)
+              for f in files.walk(root_uri, recursive)]
+    return FolderListing(sorted(listed, key=lambda f: f.uri))
+
+
 def _classify(entry: os.DirEntry, max_file_bytes: int) -> ListedFile | os.stat_result | None:
     """A file or a reason; the stat of a folder (to descend into); None for an entry that vanished."""
     path = entry.path

@@ -1,6 +1,7 @@
 """Which version of a table a pass reads, and how to tell two versions apart.
 
-A built table `target/warehouse/<name>` is a link to one version folder. The warehouse catalog
+A built table `target/warehouse/<name>` is a link to one version folder (on a warehouse named by a
+URI there are no links: `<warehouse>/<name>` is found through the catalog alone). The warehouse catalog
 (`_catalog.json` beside it) is the committed state: a build writes it first and switches the
 links after, so between the two (or after a build killed there) the catalog is right and the
 link is not. A reader pins the catalog's version when there is one, else wherever the path
@@ -19,39 +20,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from . import files
+from .files import StoragePath
 from .warehouse import CATALOG_FILE
 
 
 @dataclass(frozen=True)
 class TableVersion:
-    given: Path  # the path the caller named
-    folder: Path  # the version folder read, resolved
+    given: Path | StoragePath  # the path the caller named (a StoragePath for a URI)
+    folder: Path | StoragePath  # the version folder read, resolved
     label: str  # how messages name it: the catalog's version, else the folder
     entry: dict | None  # the catalog entry, when the catalog names this folder
 
 
 def pin(path: str | os.PathLike) -> TableVersion | None:
-    """The version `path` stands for now, or None if there is no such folder."""
-    given = Path(path)
+    """The version `path` (a `<warehouse>/<name>` path or URI, or a version folder) stands for
+    now, or None if there is no such folder."""
+    given = files.location(path)
     entry = catalog_entry(given)
     if entry is not None:
         folder = given.parent / entry["version"]
         if folder.is_dir():
-            return TableVersion(given, folder.resolve(), entry["version"], entry)
+            return TableVersion(given, _resolved(folder), entry["version"], entry)
     if not given.is_dir():
         return None
-    folder = given.resolve()
+    folder = _resolved(given)
     return TableVersion(given, folder, str(folder), None)
 
 
-def catalog_entry(given: Path) -> dict | None:
+def _resolved(folder: Path | StoragePath) -> Path | StoragePath:
+    return folder.resolve() if isinstance(folder, Path) else folder  # a URI has no links to follow
+
+
+def catalog_entry(given: Path | StoragePath) -> dict | None:
     """The committed catalog's table entry for `given` (a `<warehouse>/<name>` path), or None."""
     catalog = given.parent / CATALOG_FILE
-    if not catalog.is_file():
-        return None
     try:
         entry = json.loads(catalog.read_text(encoding="utf-8")).get(given.name)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # no catalog there (FileNotFoundError is an OSError)
         return None
     if isinstance(entry, dict) and entry.get("kind") == "table" and entry.get("version"):
         return entry

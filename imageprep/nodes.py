@@ -6,7 +6,7 @@ that word, so manifests and output read the same as plain strings would.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -45,9 +45,31 @@ class Materialization(StrEnum):
 MODEL, SEED, SOURCE, TEST = ResourceType.MODEL, ResourceType.SEED, ResourceType.SOURCE, ResourceType.TEST
 
 
+class ReadOnlyDict(dict):
+    """A dict that refuses changes: a frozen node's config (still a dict to JSON and to readers)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a rendered node's config is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+
+def _frozen_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ReadOnlyDict({k: _frozen_value(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen_value(v) for v in value)
+    return value
+
+
 @dataclass
 class Node:
-    """Something the graph orders: a model, a seed, a source or a data test."""
+    """Something the graph orders: a model, a seed, a source or a data test.
+
+    Loading and rendering fill a node in; `freeze()` ends that (compile_project calls it once
+    every node is rendered), so the nodes a build schedules, fingerprints and runs cannot change
+    under it: setting an attribute raises, and lists and dicts become tuples and read-only dicts."""
 
     unique_id: str
     name: str
@@ -62,6 +84,16 @@ class Node:
     @property
     def materialized(self) -> str | None:
         return self.config.get("materialized")
+
+    def freeze(self) -> None:
+        for name, value in vars(self).items():
+            object.__setattr__(self, name, _frozen_value(value))
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise FrozenInstanceError(f"{self.unique_id} is rendered and frozen; cannot set {name}")
+        object.__setattr__(self, name, value)
 
 
 @dataclass

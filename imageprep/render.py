@@ -25,7 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from . import normalization
 from .errors import ProjectError
 from .names import new_rows_view
-from .nodes import MODEL, SEED, TEST, DataTest, Model, Node
+from .nodes import MODEL, TEST, DataTest, Model, Node
 from .project import MATERIALIZATIONS, MODEL_CONFIG_KEYS, Project, closest, _as_list
 
 BUILTIN_MACROS = Path(__file__).with_name("builtin_tests.sql")

@@ -17,13 +17,13 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote
 
 from .errors import ProjectError
-from .listing import DEFAULT_MAX_FILE_BYTES, FolderListing, ListedFile, list_local, parse_size, too_large
+from .files import canonical_uri, files_for, local_path, to_uri
+from .listing import DEFAULT_MAX_FILE_BYTES, FolderListing, ListedFile, list_local, list_uri, parse_size
 from .nodes import Source
 
 IMAGE_SOURCE_COLUMNS = "path, relative_path, modificationTime, length, content, read_error"
@@ -95,7 +95,7 @@ def read_image_folder(spark, source: Source, only: Callable[[ListedFile], bool] 
     from pyspark.sql import functions as F
 
     settings = image_folder_options(source)
-    root_uri = _to_uri(source.location)
+    root_uri = to_uri(source.location)
     if listing is None:
         listing = list_image_folder(spark, source)
     pattern = re.compile(glob_to_regex(settings.glob), re.IGNORECASE) if settings.glob else None
@@ -117,9 +117,9 @@ def read_image_folder(spark, source: Source, only: Callable[[ListedFile], bool] 
     else:  # some files by name: Spark opens no other (and follows no link loop)
         frame = _load_named(spark, reader, by_spark)
     # inputFiles() gives URIs (percent-encoded); rows and our listing carry the plain path.
-    seen = {_canonical(unquote(p)) for p in frame.inputFiles()} if by_spark or whole_folder else set()
+    seen = {canonical_uri(unquote(p)) for p in frame.inputFiles()} if by_spark or whole_folder else set()
     # binaryFile returns no row for zero-byte files and skips names starting with . or _.
-    extra = [f for f in chosen if not _spark_reads(f) or _canonical(f.uri) not in seen]
+    extra = [f for f in chosen if not _spark_reads(f) or canonical_uri(f.uri) not in seen]
     frame = frame.select("path", "modificationTime", "length", "content", F.lit(None).cast("string").alias("read_error"))
     if extra:
         frame = frame.unionByName(spark.createDataFrame(_read_on_driver(spark, extra), _schema()))
@@ -156,11 +156,10 @@ def _load_named(spark, reader, files: list[ListedFile]):
 
 
 def _exists(spark, uri: str) -> bool:
-    if uri.startswith("file:"):
-        return os.path.lexists(uri[len("file:"):])
-    jvm = spark._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return bool(path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(path))
+    path = local_path(uri)
+    if path is not None:
+        return os.path.lexists(path)
+    return files_for(uri, spark).info(uri) is not None
 
 
 def _read_on_driver(spark, files: list[ListedFile]) -> list[tuple]:
@@ -219,7 +218,7 @@ def image_folder_options(source: Source) -> ImageFolderOptions:
 def list_image_folder(spark, source: Source) -> FolderListing:
     """The source's folder as it is now; a clear error if it is missing or is a file."""
     settings = image_folder_options(source)
-    root_uri = _to_uri(source.location)
+    root_uri = to_uri(source.location)
     listing = list_files(spark, root_uri, settings.recursive, settings.max_file_bytes)
     if listing is None:
         where = dict(path=source.path, line=source.config.get("line"))
@@ -240,58 +239,21 @@ def _hidden(path: str, root_uri: str) -> bool:
     return any(part.startswith((".", "_")) for part in rel.split("/"))
 
 
-def _to_uri(location: str) -> str:
-    """Local paths become `file:/abs/path`, the form `binaryFile` gives its rows."""
-    if re.match(r"^[a-zA-Z][\w+.-]*:", location):
-        return _canonical(location)
-    return "file:" + str(Path(location).resolve())
-
-
-def _canonical(uri: str) -> str:
-    if uri.startswith("file:///"):
-        return "file:/" + uri[len("file:///"):]
-    if uri.startswith("file://"):
-        return "file:" + uri[len("file://"):]
-    return uri
-
-
 def list_files(spark, root_uri: str, recursive: bool,
                max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> FolderListing | None:
     """Every file under a folder, sorted (see imageprep.listing); None if the folder is missing."""
-    if root_uri.startswith("file:"):
-        return list_local(root_uri[len("file:"):], recursive, max_file_bytes)
-    return _list_hadoop(spark, root_uri, recursive, max_file_bytes)
-
-
-def _list_hadoop(spark, root_uri: str, recursive: bool, max_file_bytes: int) -> FolderListing | None:
-    jvm = spark._jvm
-    path = jvm.org.apache.hadoop.fs.Path(root_uri)
-    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not fs.exists(path) or not fs.getFileStatus(path).isDirectory():
-        return None
-    found = []
-    files = fs.listFiles(path, recursive)
-    while files.hasNext():
-        status = files.next()
-        size = int(status.getLen())
-        problem = too_large(size, max_file_bytes) if size > max_file_bytes else None
-        found.append(ListedFile(str(status.getPath().toString()), size,
-                                datetime.fromtimestamp(status.getModificationTime() / 1000, tz=timezone.utc), problem))
-    return FolderListing(sorted(found, key=lambda f: f.uri))
+    path = local_path(root_uri)
+    if path is not None:
+        return list_local(path, recursive, max_file_bytes)
+    return list_uri(files_for(root_uri, spark), root_uri, recursive, max_file_bytes)
 
 
 def read_bytes(spark, uri: str) -> bytes:
     """A file's bytes, read on the driver (used only for the few files `binaryFile` skips)."""
-    if uri.startswith("file:"):
-        return Path(uri[len("file:"):]).read_bytes()
-    jvm = spark._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
-    stream = fs.open(path)
-    try:
-        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-    finally:
-        stream.close()
+    path = local_path(uri)
+    if path is not None:
+        return Path(path).read_bytes()
+    return files_for(uri, spark).read_bytes(uri)
 
 
 def files_gone(spark, sources: dict, listings: dict) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any, Iterable
 
 PENDING_FILE = "_pending.json"
@@ -22,7 +21,7 @@ DROPPED = "dropped"  # the kind of a staged entry that removes its name from the
 
 
 class StagedEntries:
-    """Staged entries by name, kept in the pending file `path` (a Path, or a HadoopPath on a URI
+    """Staged entries by name, kept in the pending file `path` (a Path, or a StoragePath on a URI
     warehouse). Not thread-safe: the Warehouse serializes access."""
 
     def __init__(self, path):

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from udfs.kernels import normalize as normalize_kernel
 
-from . import loader_version, normalization
+from . import files, loader_version, normalization
 from .errors import ProjectError
 from .loader_normalize import Normalizer
 from .loader_sharding import Piece, Plan, Shard, pieces, reader_span, unit_order
@@ -101,14 +101,16 @@ class TableReader:
                  normalization: str | dict | None = None, version: loader_version.TableVersion | None = None):
         version = version or loader_version.pin(path)
         if version is None or not version.folder.is_dir():
-            given = Path(path)
+            given = path
             detail = " (its version folder was removed: set_epoch() moves to the current one)" if version else ""
             raise TableNotFoundError("table folder not found; build the table first: "
                                      f"python runner.py build{detail}", path=str(given))
         self.version = version
         given = self.given = version.given
         self.path = version.folder
-        self.dataset = ds.dataset(str(self.path), format=ds.ParquetFileFormat(default_fragment_scan_options=SCAN_OPTIONS),
+        self.filesystem, base = files.arrow_filesystem(self.path)
+        self.dataset = ds.dataset(base, filesystem=self.filesystem,
+                                  format=ds.ParquetFileFormat(default_fragment_scan_options=SCAN_OPTIONS),
                                   partitioning="hive", ignore_prefixes=[".", "_"])
         if not self.dataset.files:
             raise ValueError(f"{given}: no Parquet files in the table folder (an unfinished build?)")
@@ -159,8 +161,8 @@ class TableReader:
         self.units: list[_Unit] = []
         sizes = []
         for fragment in sorted(self.dataset.get_fragments(), key=lambda f: f.path):
-            file = os.path.relpath(fragment.path, self.path)
-            size = os.path.getsize(fragment.path)
+            file = fragment.path[len(base.rstrip("/")) + 1:]
+            size = self.filesystem.get_file_info(fragment.path).size
             for piece in fragment.split_by_row_group():
                 rg = piece.row_groups[0]
                 sizes.append((file, size, rg.id, rg.num_rows))
@@ -176,7 +178,7 @@ class TableReader:
             return spec
         found: dict[str, str] = {}
         for file in sorted(self.dataset.files):
-            spec = normalization.from_parquet_schema(pq.read_schema(file).metadata, self.x_col)
+            spec = normalization.from_parquet_schema(pq.read_schema(file, filesystem=self.filesystem).metadata, self.x_col)
             found.setdefault(json.dumps(spec, sort_keys=True), file)
         if len(found) > 1:
             raise ValueError(f"{self.given}: the Parquet files record different normalizations for "

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from . import normalization
+from . import files, normalization
 from .errors import ProjectError
 from .nodes import Model
 from .warehouse import Warehouse
@@ -86,31 +86,37 @@ def _read_back(spark, warehouse: Warehouse, version, written_schema):
     """The rows of a written version folder, and the frame that reads it.
 
     `written_schema`: the schema of the frame that wrote the version (None when partitioned). With
-    it, and a warehouse on the local file system, no Spark job runs: the files are read with that
-    schema (Spark makes every field nullable, as it does reading Parquet) and the rows are counted
-    from their footers."""
-    if written_schema is not None and warehouse.is_local:
+    it, and a warehouse PyArrow reads (local, or a URI of the file layer), no Spark job runs: the
+    files are read with that schema (Spark makes every field nullable, as it does reading Parquet)
+    and the rows are counted from their footers."""
+    if written_schema is not None and _pyarrow_reads(version):
         return _count_rows(version), spark.read.schema(written_schema).parquet(str(version))
-    # Partitioned (Spark types the partition columns from folder names), or not a local folder.
+    # Partitioned (Spark types the partition columns from folder names), or reached through Hadoop.
     table = spark.read.parquet(str(version))
     return table.count(), table  # counted from Parquet footers, in a Spark job
 
 
-def _count_rows(version: Path) -> int:
-    """Rows of a version folder on the local file system, summed from its Parquet footers."""
+def _pyarrow_reads(version) -> bool:
+    return isinstance(version, Path) or isinstance(version.files, files.ArrowFiles)
+
+
+def _count_rows(version) -> int:
+    """Rows of a version folder, summed from its Parquet footers (read with PyArrow)."""
     import pyarrow.parquet as pq
 
-    return sum(pq.read_metadata(version / relative).num_rows for relative in data_files(version))
+    filesystem, base = files.arrow_filesystem(version)
+    return sum(pq.read_metadata(f"{base}/{relative}", filesystem=filesystem).num_rows
+               for relative in data_files(version))
 
 
 def data_files(version) -> list[Path]:
-    """Parquet files of a version folder (a Path or a HadoopPath), relative to it, leaving out
+    """Parquet files of a version folder (a Path or a StoragePath), relative to it, leaving out
     Spark's _SUCCESS and .crc files and the runner's _seen.json."""
     found = []
     if isinstance(version, Path):
         for folder, _, names in os.walk(version):
             found += [(Path(folder) / name).relative_to(version) for name in names]
-    else:  # a folder on a Hadoop file system
+    else:  # a folder named by a URI
         pending = [(version, Path())]
         while pending:
             folder, relative = pending.pop()
@@ -124,7 +130,7 @@ def data_files(version) -> list[Path]:
 
 def _link_or_copy(source, target) -> None:
     """Hard-link a kept file into the new version (same bytes, no copy); copy across devices and on
-    Hadoop file systems, which have no links."""
+    file systems named by a URI, which have no links."""
     if not isinstance(source, Path):
         source.copy_to(target)
         return

@@ -12,7 +12,7 @@ give them.
 
     from imageprep.training import numpy_batches, table_path
 
-    train = table_path(".", "train_set")          # ./target/warehouse/train_set
+    train = table_path(".", "train_set")          # ./target/warehouse/train_set (the project's warehouse)
     for epoch in range(10):
         for x, y in numpy_batches(train, batch_size=32, shuffle=True, seed=0, epoch=epoch):
             ...  # x: float32 (32, 3, 224, 224), normalized as recorded; y: int64 (32,)
@@ -102,7 +102,9 @@ import numpy as np
 
 from udfs.kernels import normalize as normalize_kernel  # noqa: F401  (the kernel batches are normalized with)
 
+from . import files, loader_version
 from .loader_sharding import Shard
+from .project import PROJECT_FILE, load_project
 from .table_reader import TableNotFoundError, TableReader, check_batch_size, check_seed, default_buffer
 
 __all__ = [
@@ -119,14 +121,29 @@ TORCH_MISSING = ("PyTorch is not installed, and the PyTorch dataset needs it: pi
                  "(numpy_batches() works without it)")
 
 
-def table_path(project_dir: str | os.PathLike, name: str) -> Path:
-    """`<project_dir>/target/warehouse/<name>`, checked to exist (a symlink must resolve)."""
-    path = Path(project_dir) / "target" / "warehouse" / name
+def table_path(project_dir: str | os.PathLike, name: str, target: str | None = None) -> Path | str:
+    """Where a built table of the project is: `<warehouse>/<name>`, in the warehouse the project's
+    `target` (its default target if None) builds into; `./target/warehouse/<name>` unless
+    project.yml says otherwise. A Path on a local warehouse (a link to the current version), the
+    URI on a warehouse named by one. The table must exist."""
+    root = Path(project_dir).resolve()
+    if (root / PROJECT_FILE).exists():
+        project = load_project(root, settings_only=True)
+        warehouse = project.warehouse_for(project.target(target))
+    else:  # a folder holding a warehouse, but not the project's files
+        warehouse = str(root / "target" / "warehouse")
+    if files.is_uri(warehouse):
+        path = str(files.location(warehouse) / name)
+        if loader_version.pin(path) is None:
+            raise TableNotFoundError(f"table {name} not built: run python runner.py build in "
+                                     f"{root} (the catalog of {warehouse} has no table {name})")
+        return path
+    path = Path(warehouse) / name
     if not path.is_dir():
         detail = (f"{path} is a link to a missing folder" if path.is_symlink()
                   else f"{path} does not exist")
         raise TableNotFoundError(f"table {name} not built: run python runner.py build "
-                                 f"in {Path(project_dir).resolve()} ({detail})")
+                                 f"in {root} ({detail})")
     return path
 
 

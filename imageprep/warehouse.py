@@ -16,12 +16,11 @@ one, never a mix. The versions readers may still be on (the current one and the 
 KEEP_VERSIONS) and the staged ones are kept; other versions of a committed name are removed,
 which also clears folders that a failed or killed write left.
 
-The location is a local folder (a plain path) or any Hadoop file-system URI Spark can write to
-(`file:///data/wh`, `hdfs://namenode/wh`, `s3a://bucket/wh`, `abfss://...`, `gs://...`). A URI's
-files are read and written through the Hadoop FileSystem API of the SparkSession's JVM, with the
-session's Hadoop configuration (credentials, endpoints); the catalog is still switched by a rename
-(atomic where the file system's rename is: HDFS, local; on object stores a rename is a copy).
-There are no `<name>` symlinks on a URI: readers find the current version in `_catalog.json`.
+The location is a local folder (a plain path) or a URI Spark can write to (`file:///data/wh`,
+`hdfs://namenode/wh`, `s3a://bucket/wh`, `gs://...`). A URI's files are read and written through
+the file layer (imageprep.files: PyArrow, no JVM needed); the catalog is still switched by a
+rename (atomic where the file system's rename is: HDFS, local; on object stores a rename is a
+copy). There are no `<name>` symlinks on a URI: readers find the current version in `_catalog.json`.
 
 A table's catalog entry names its version folder, its row count and schema (sessions register the
 table without reading a Parquet footer), and its `_seen.json` if it has one. `catalog()` leaves out
@@ -33,16 +32,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
+from . import files
+from .files import StoragePath
 from .staging import DROPPED, PENDING_FILE, StagedEntries
 
 CATALOG_FILE = "_catalog.json"
@@ -50,7 +49,6 @@ VERSIONS_DIR = "_versions"
 SEEN_FILE = "_seen.json"  # in a version folder: the files its model read through new_rows()
 KEEP_VERSIONS = 2  # the current one and the one it replaced, which a running reader may still read
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # Models built at the same time (--threads) publish through one catalog file: its read-modify-write
 # is serialized per location within the process.
 _CATALOG_LOCKS: dict[str, threading.RLock] = {}
@@ -62,37 +60,28 @@ def _catalog_lock(root) -> threading.RLock:
         return _CATALOG_LOCKS.setdefault(str(root), threading.RLock())
 
 
-def is_uri(location: str) -> bool:
-    """True for `scheme:...` locations (file:, hdfs:, s3a:, ...), False for plain paths."""
-    return bool(_SCHEME.match(location)) and not re.match(r"^[A-Za-z]:[\\/]", location)  # not C:\
-
-
 class Warehouse:
-    """The versioned tables under one location; `spark` is needed only for a URI location.
+    """The versioned tables under one location (a plain path, or a URI: see imageprep.files).
 
-    `spark` may be a SparkSession or a function returning one, called the first time a URI's
-    files are touched (so a command that never reads the warehouse starts no Spark).
+    `spark` (a SparkSession, or a function returning one) is used only for a URI that PyArrow
+    cannot open, through Hadoop; `settings`: the target's Spark settings (S3 endpoint and keys).
     """
 
-    def __init__(self, location: str, spark=None):
-        location = str(location)
-        if is_uri(location):
-            self.root: Path | HadoopPath = HadoopPath(location.rstrip("/") or location, HadoopFiles(spark))
-        else:
-            self.root = Path(location)
+    def __init__(self, location: str, spark=None, settings: dict[str, Any] | None = None):
+        self.root: Path | StoragePath = files.location(location, spark, settings)
         self._staged: StagedEntries | None = None  # set by begin_build()
 
     @classmethod
     def for_target(cls, project, target, spark=None) -> "Warehouse":
-        """The warehouse of a project's target; for a URI, Spark starts (with the target's
-        master and settings) only when the warehouse is first read or written."""
+        """The warehouse of a project's target. When a URI needs Hadoop, Spark starts (with the
+        target's settings) only when the warehouse is first read or written."""
         location = project.warehouse_for(target)
-        if spark is None and is_uri(location):
+        if spark is None and files.is_uri(location):
             def spark():
                 from .spark_session import create_session
 
                 return create_session(target.master, app_name=project.name, settings=target.spark)
-        return cls(location, spark)
+        return cls(location, spark, target.spark)
 
     @property
     def is_local(self) -> bool:
@@ -145,14 +134,14 @@ class Warehouse:
 
     # -- writing -----------------------------------------------------------------------------------
     def new_version_folder(self, name: str):
-        """A new, empty version folder of a table: a Path, or a HadoopPath on a URI warehouse."""
+        """A new, empty version folder of a table: a Path, or a StoragePath on a URI warehouse."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         path = self.root / VERSIONS_DIR / name / f"{stamp}-{uuid.uuid4().hex[:8]}"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def current_version_folder(self, name: str):
-        """The folder of a table's current version (a Path or a HadoopPath), or None if never built."""
+        """The folder of a table's current version (a Path or a StoragePath), or None if never built."""
         entry = self.catalog().get(name)
         return self.root / entry["version"] if entry and entry.get("kind") == "table" else None
 
@@ -308,206 +297,7 @@ def _kept(entry: dict[str, Any] | None) -> set[str]:
 
 
 def _rmtree(path) -> None:
-    if isinstance(path, HadoopPath):
+    if isinstance(path, StoragePath):
         path.rmtree()
     else:
         shutil.rmtree(path, ignore_errors=True)
-
-
-# -- Hadoop file systems -----------------------------------------------------------------------------
-
-
-class HadoopFiles:
-    """The Hadoop FileSystem API of a SparkSession's JVM, for the few operations a warehouse needs."""
-
-    def __init__(self, spark=None):
-        self._spark = spark
-
-    def session(self):
-        spark = self._spark
-        if callable(spark):  # a function that starts the session
-            spark = self._spark = spark()
-        if spark is None:
-            from pyspark.sql import SparkSession
-
-            spark = SparkSession.getActiveSession()
-        if spark is None:
-            from .errors import ProjectError
-
-            raise ProjectError("the warehouse is a Hadoop file-system URI: reading it needs a SparkSession "
-                               "(pass spark= to Warehouse, or start one first)")
-        return spark
-
-    def _jvm_path(self, uri: str):
-        spark = self.session()
-        jpath = spark._jvm.org.apache.hadoop.fs.Path(uri)
-        return spark, jpath, jpath.getFileSystem(spark._jsc.hadoopConfiguration())
-
-    def exists(self, uri: str) -> bool:
-        _, path, fs = self._jvm_path(uri)
-        return bool(fs.exists(path))
-
-    def is_dir(self, uri: str) -> bool:
-        _, path, fs = self._jvm_path(uri)
-        return bool(fs.exists(path) and fs.getFileStatus(path).isDirectory())
-
-    def list(self, uri: str) -> list[str]:
-        """Names of the entries of a folder (not recursive)."""
-        _, path, fs = self._jvm_path(uri)
-        if not fs.exists(path):
-            raise FileNotFoundError(uri)
-        return [status.getPath().getName() for status in fs.listStatus(path)]
-
-    def mkdirs(self, uri: str) -> None:
-        _, path, fs = self._jvm_path(uri)
-        fs.mkdirs(path)
-
-    def size(self, uri: str) -> int:
-        _, path, fs = self._jvm_path(uri)
-        return int(fs.getFileStatus(path).getLen())
-
-    def read_bytes(self, uri: str) -> bytes:
-        spark, path, fs = self._jvm_path(uri)
-        stream = fs.open(path)
-        try:
-            return bytes(spark._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-        finally:
-            stream.close()
-
-    def write_bytes(self, uri: str, data: bytes) -> None:
-        _, path, fs = self._jvm_path(uri)
-        out = fs.create(path, True)
-        try:
-            out.write(bytearray(data))
-        finally:
-            out.close()
-
-    def create_new(self, uri: str, data: bytes) -> bool:
-        """Write a file that must not exist yet; False if it does. Atomic where the file system's
-        create is (HDFS); on object stores and the local file system the check comes first."""
-        _, path, fs = self._jvm_path(uri)
-        try:
-            out = fs.create(path, False)
-        except Exception as exc:  # py4j's error names the Java exception
-            if "FileAlreadyExistsException" in str(exc):
-                return False
-            raise
-        try:
-            out.write(bytearray(data))
-        finally:
-            out.close()
-        return True
-
-    def modified_at(self, uri: str) -> float:
-        """Seconds since the epoch, by the file system's clock."""
-        _, path, fs = self._jvm_path(uri)
-        return fs.getFileStatus(path).getModificationTime() / 1000
-
-    def rename_over(self, source: str, dest: str) -> None:
-        """Rename, replacing `dest`: one atomic rename where the file system has one (FileContext's
-        rename with OVERWRITE: HDFS, local), else delete then rename."""
-        spark, src, fs = self._jvm_path(source)
-        jvm = spark._jvm
-        dst = jvm.org.apache.hadoop.fs.Path(dest)
-        try:
-            context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(src.toUri(), spark._jsc.hadoopConfiguration())
-            options = spark.sparkContext._gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
-            options[0] = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
-            context.rename(src, dst, options)
-            return
-        except Exception as exc:  # no AbstractFileSystem for the scheme, or an unsupported rename
-            if "UnsupportedFileSystemException" not in str(exc) and "UnsupportedOperationException" not in str(exc):
-                raise
-        fs.delete(dst, False)
-        if not fs.rename(src, dst):
-            raise OSError(f"could not rename {source} to {dest}")
-
-    def delete(self, uri: str) -> None:
-        _, path, fs = self._jvm_path(uri)
-        fs.delete(path, True)
-
-    def copy(self, source: str, dest: str) -> None:
-        """Copy one file (object stores have no hard links: a kept file is copied into a new version)."""
-        spark, src, fs = self._jvm_path(source)
-        _, dst, dest_fs = self._jvm_path(dest)
-        spark._jvm.org.apache.hadoop.fs.FileUtil.copy(fs, src, dest_fs, dst, False, spark._jsc.hadoopConfiguration())
-
-
-class HadoopPath:
-    """A file or folder on a Hadoop file system, with the part of pathlib's API the warehouse uses."""
-
-    def __init__(self, uri: str, files: HadoopFiles):
-        self.uri, self.files = uri, files
-
-    def __str__(self) -> str:
-        return self.uri
-
-    def __repr__(self) -> str:
-        return f"HadoopPath({self.uri!r})"
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, HadoopPath) and other.uri == self.uri
-
-    def __hash__(self) -> int:
-        return hash(self.uri)
-
-    def __truediv__(self, part) -> "HadoopPath":
-        return HadoopPath(f"{self.uri.rstrip('/')}/{str(part).strip('/')}", self.files)
-
-    @property
-    def name(self) -> str:
-        return self.uri.rstrip("/").rsplit("/", 1)[-1]
-
-    @property
-    def parent(self) -> "HadoopPath":
-        return HadoopPath(self.uri.rstrip("/").rsplit("/", 1)[0], self.files)
-
-    def with_suffix(self, suffix: str) -> "HadoopPath":
-        stem = self.name.rsplit(".", 1)[0] if "." in self.name.lstrip(".") else self.name
-        return self.parent / (stem + suffix)
-
-    def exists(self) -> bool:
-        return self.files.exists(self.uri)
-
-    def is_dir(self) -> bool:
-        return self.files.is_dir(self.uri)
-
-    def stat(self) -> SimpleNamespace:
-        """Only the size, as `st_size`."""
-        return SimpleNamespace(st_size=self.files.size(self.uri))
-
-    def iterdir(self) -> Iterator["HadoopPath"]:
-        return iter([self / name for name in self.files.list(self.uri)])
-
-    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
-        self.files.mkdirs(self.uri)  # Hadoop's mkdirs makes parents and accepts existing folders
-
-    def read_text(self, encoding: str = "utf-8") -> str:
-        return self.files.read_bytes(self.uri).decode(encoding)
-
-    def write_text(self, text: str, encoding: str = "utf-8") -> None:
-        self.files.write_bytes(self.uri, text.encode(encoding))
-
-    def replace(self, target) -> "HadoopPath":
-        target = target if isinstance(target, HadoopPath) else HadoopPath(str(target), self.files)
-        self.files.rename_over(self.uri, target.uri)
-        return target
-
-    def rmtree(self) -> None:
-        self.files.delete(self.uri)
-
-    def unlink(self, missing_ok: bool = False) -> None:
-        if not missing_ok and not self.exists():
-            raise FileNotFoundError(self.uri)
-        self.files.delete(self.uri)
-
-    def create_new(self, text: str, encoding: str = "utf-8") -> bool:
-        """Create the file with `text` unless it exists (then False)."""
-        return self.files.create_new(self.uri, text.encode(encoding))
-
-    def modified_at(self) -> float:
-        return self.files.modified_at(self.uri)
-
-    def copy_to(self, target: "HadoopPath") -> None:
-        self.files.copy(self.uri, target.uri)
-

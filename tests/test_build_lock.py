@@ -121,11 +121,17 @@ def test_a_waiting_build_goes_on_when_the_holder_lets_go(tmp_path):
     assert said[-1].startswith("The other build has finished")
 
 
-def test_a_lock_on_a_hadoop_file_system_names_its_holder_and_is_taken_over_when_stale(spark, tmp_path):
+@pytest.mark.parametrize("backend", ["pyarrow", "hadoop"])
+def test_a_lock_on_a_uri_warehouse_names_its_holder_and_is_taken_over_when_stale(backend, request, tmp_path):
+    """The lock of a warehouse named by a URI, through either backend of the file layer."""
     from imageprep.build_lock import STALE_AFTER_SECONDS, Holder, WarehouseBusy, build_lock
-    from imageprep.warehouse import HadoopFiles, HadoopPath
+    from imageprep.files import ArrowFiles, StoragePath, files_for
+    from imageprep.files_hadoop import HadoopFiles
 
-    root = HadoopPath((tmp_path / "wh").as_uri(), HadoopFiles(spark))
+    uri = (tmp_path / "wh").as_uri()
+    files = HadoopFiles(request.getfixturevalue("spark")) if backend == "hadoop" else files_for(uri)
+    assert isinstance(files, HadoopFiles if backend == "hadoop" else ArrowFiles)
+    root = StoragePath(uri, files)
     lock_file = tmp_path / "wh" / "_build.lock"
     with build_lock(root, "first", wait=False):
         assert json.loads(lock_file.read_text())["command"] == "first"

@@ -23,8 +23,9 @@ import pytest
 import yaml
 
 from imageprep.cli import main
-from imageprep.warehouse import HadoopPath, Warehouse
-from runner_helpers import TABLES, copy_example, copy_fixture, free_port, run_cli, rows_of
+from imageprep.files import StoragePath
+from imageprep.warehouse import Warehouse
+from runner_helpers import TABLES, copy_example, copy_fixture, free_port, run_cli, rows_of, wait_or_kill
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"image_size": 32, "augment_copies": 1}
@@ -84,11 +85,7 @@ class StandaloneCluster:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            wait_or_kill(process, 30)
 
 
 @pytest.fixture
@@ -151,7 +148,7 @@ def test_example_project_builds_on_a_standalone_cluster_as_it_does_locally(spark
 
 
 def test_a_uri_warehouse_builds_switches_versions_and_serves_queries(spark, tmp_path, capsys):
-    """A `file://` warehouse goes through the Hadoop FileSystem API: versions, catalog, reads."""
+    """A `file://` warehouse goes through the file layer as a URI (no links): versions, catalog, reads."""
     root = copy_fixture("shop", tmp_path)
     location = (tmp_path / "wh").as_uri()
     (root / "project.yml").write_text((root / "project.yml").read_text() + f"\nwarehouse: {location}\n")
@@ -161,7 +158,7 @@ def test_a_uri_warehouse_builds_switches_versions_and_serves_queries(spark, tmp_
     capsys.readouterr()
 
     warehouse = Warehouse(location, spark)
-    assert isinstance(warehouse.root, HadoopPath)
+    assert isinstance(warehouse.root, StoragePath)
     entry = warehouse.catalog()["customers"]
     assert entry["kind"] == "table" and entry["rows"] == 5
     assert warehouse.table_path("customers") == f"{location}/{entry['version']}"

@@ -1,4 +1,6 @@
 """The dependency graph: order, cycles, and dbt's selection syntax."""
+import json
+
 import pytest
 
 from imageprep.errors import ProjectError
@@ -122,3 +124,27 @@ def test_indirect_selection_modes_choose_the_tests_that_come_with_a_selection(mo
 def test_an_unknown_indirect_selection_mode_is_an_error():
     with pytest.raises(ProjectError, match="unknown indirect selection 'lazy'"):
         select(shop_graph(), ["orders"], None, indirect="lazy")
+
+
+def test_rendered_nodes_are_frozen(tmp_path):
+    """Once compile_project has rendered them, nodes cannot be changed under the build."""
+    from dataclasses import FrozenInstanceError
+
+    from imageprep.tasks import compile_project, load
+    from tests.runner_helpers import write_project
+
+    root = write_project(tmp_path, {
+        "models/a.sql": "{{ config(materialized='table', tags=['x']) }} select 1 as id",
+        "models/b.sql": "select * from {{ ref('a') }}",
+    })
+    project = load(root)
+    compiled = compile_project(project, project.target(None))
+    b = compiled.graph.nodes["model.demo.b"]
+    assert b.depends_on == ("model.demo.a",) and compiled.graph.nodes["model.demo.a"].tags == ("x",)
+    with pytest.raises(FrozenInstanceError, match="model.demo.b is rendered and frozen; cannot set compiled_sql"):
+        b.compiled_sql = "select 2"
+    with pytest.raises(TypeError, match="read-only"):
+        b.config["materialized"] = "view"
+    with pytest.raises(AttributeError):
+        b.depends_on.append("model.demo.c")
+    assert json.loads(json.dumps(compiled.graph.nodes["model.demo.a"].config))["tags"] == ["x"]

@@ -401,12 +401,14 @@ def test_small_files_are_found_by_size_on_a_local_or_hadoop_folder(spark, tmp_pa
     from pathlib import Path
 
     from imageprep.incremental import COMPACT_AT_FILES, SMALL_FILE_BYTES, small_files_to_compact
-    from imageprep.warehouse import HadoopFiles, HadoopPath
+    from imageprep.files import StoragePath, files_for
+    from imageprep.files_hadoop import HadoopFiles
 
     names = [Path(f"part-{i}.parquet") for i in range(COMPACT_AT_FILES)]
     for name in names:
         (tmp_path / name).write_bytes(b"x" * 100)
-    for version in (tmp_path, HadoopPath(tmp_path.as_uri(), HadoopFiles(spark))):
+    for version in (tmp_path, StoragePath(tmp_path.as_uri(), HadoopFiles(spark)),
+                    StoragePath(tmp_path.as_uri(), files_for(tmp_path.as_uri()))):
         assert small_files_to_compact(version, names) == {name: 100 for name in names}
         assert small_files_to_compact(version, names[1:]) == {}  # too few to gather
     (tmp_path / names[0]).write_bytes(b"x" * SMALL_FILE_BYTES)  # no longer small

@@ -16,7 +16,8 @@ import pyarrow as pa
 from ..errors import ProjectError
 from ..nodes import MODEL, SEED, SOURCE, TEST, Materialization
 from ..status import Status
-from ..warehouse import CATALOG_FILE, is_uri
+from ..files import is_uri
+from ..warehouse import CATALOG_FILE
 from . import thumbnails
 from .tables import StoredTable, is_text
 
