@@ -90,7 +90,9 @@ def _read_back(spark, warehouse: Warehouse, version, written_schema):
     files are read with that schema (Spark makes every field nullable, as it does reading Parquet)
     and the rows are counted from their footers."""
     if written_schema is not None and _pyarrow_reads(version):
-        return _count_rows(version), spark.read.schema(written_schema).parquet(str(version))
+        rows = _rows_by_file(version)
+        _remove_empty_files(version, rows)
+        return sum(rows.values()), spark.read.schema(written_schema).parquet(str(version))
     # Partitioned (Spark types the partition columns from folder names), or reached through Hadoop.
     table = spark.read.parquet(str(version))
     return table.count(), table  # counted from Parquet footers, in a Spark job
@@ -100,13 +102,26 @@ def _pyarrow_reads(version) -> bool:
     return isinstance(version, Path) or isinstance(version.files, files.ArrowFiles)
 
 
-def _count_rows(version) -> int:
-    """Rows of a version folder, summed from its Parquet footers (read with PyArrow)."""
+def _rows_by_file(version) -> dict[Path, int]:
+    """Rows of each Parquet file of a version folder, from their footers (read with PyArrow)."""
     import pyarrow.parquet as pq
 
     filesystem, base = files.arrow_filesystem(version)
-    return sum(pq.read_metadata(f"{base}/{relative}", filesystem=filesystem).num_rows
-               for relative in data_files(version))
+    return {relative: pq.read_metadata(f"{base}/{relative}", filesystem=filesystem).num_rows
+            for relative in data_files(version)}
+
+
+def _remove_empty_files(version, rows: dict[Path, int]) -> None:
+    """Spark writes a file even for no rows (to keep the schema); where other files of the version
+    hold rows, such a file is only one more file for every later scan to open."""
+    if not any(rows.values()):
+        return
+    for relative, count in rows.items():
+        if count == 0:
+            (version / relative).unlink()
+            checksum = version / relative.parent / f".{relative.name}.crc"  # Hadoop's, on a local disk
+            if checksum.exists():
+                checksum.unlink()
 
 
 def data_files(version) -> list[Path]:

@@ -1,6 +1,7 @@
 """Change-aware builds: unchanged nodes are skipped; a change rebuilds exactly what it reaches."""
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from PIL import Image
@@ -266,6 +267,9 @@ def test_delete_where_removes_rows_and_rewrites_only_the_files_holding_them(spar
         assert all(before[name] == after[name] for name in set(before) & set(after))
     assert run(lo=0, hi=8, gone=(2, 3), tag="c") == 0  # nothing deleted, nothing new
     assert table(root) == [(0, "a"), (1, "a"), (4, "a"), (5, "a"), (6, "b"), (7, "b")]
+    # Nothing new is written as no file, not as an empty one beside the kept files.
+    assert sorted(current_files(root)) == sorted(after)
+    assert all(pq.read_metadata(f).num_rows for f in version_folder(root).rglob("*.parquet"))
 
 
 def test_delete_where_that_is_not_sql_names_the_model(spark, tmp_path, capsys):
