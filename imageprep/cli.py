@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", parents=[common], help="write a static docs site to target/docs/")
     docs.add_argument("--serve", action="store_true", help="then serve it on localhost")
     docs.add_argument("--port", type=int, default=8080)
-    serve = sub.add_parser("serve", parents=[common], help="a SQL endpoint (JDBC/ODBC) over the built tables")
-    serve.add_argument("--port", type=int, default=10000)
+    serve = sub.add_parser("serve", parents=[common], help="a SQL endpoint (JDBC/ODBC, or Spark Connect) over the built tables")
+    serve.add_argument("--port", type=int, default=None, help="default: 10000, or 15002 with --connect")
     serve.add_argument("--host", default=None,
                        help="address to listen on (default: localhost); any other needs a login, see the README")
+    serve.add_argument("--connect", action="store_true",
+                       help="a Spark Connect endpoint (sc://) instead of the Thrift JDBC/ODBC one")
     serve.add_argument("--allow-writes", action="store_true",
                        help="lift the read-only checks: clients may write, add jars, call JVM methods")
     sub.add_parser("clean", parents=[common], help="delete target/ (the project's clean-targets)")

@@ -18,10 +18,17 @@ The endpoint is read-only unless started with --allow-writes: clients get a sess
 statements are checked (imageprep/endpoint_guard.py). It listens on localhost unless --host names
 another address; then HiveServer2 must check users (`hive.server2.authentication` in the target's
 spark settings: LDAP, KERBEROS, CUSTOM or PAM), or it does not start.
+
+`serve --connect` starts Spark Connect in the driver instead (imageprep/connect_server.py), for
+`pyspark --remote` and other Connect clients: each client has a session of its own, with the
+tables as permanent views and the image functions built in. Connect has no read-only mode, so
+another address than localhost needs a token. Both kinds need a target with a `master`: a target
+on a Connect server has no driver here to start them in.
 """
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import signal
 import socket
@@ -29,10 +36,13 @@ import threading
 from pathlib import Path
 
 from .catalog import register_warehouse
+from .connect_server import (DEFAULT_PORT, LOOPBACK, TOKEN_SETTING, publish_warehouse, share_functions, start_server,
+                             stop_server)
 from .errors import ProjectError
 from .warehouse import Warehouse
 
 HOST = "localhost"  # without --host: the loopback interface only, where no login is needed
+THRIFT_PORT = 10000
 SINGLE_SESSION = "spark.sql.hive.thriftServer.singleSession"
 REFRESH_SECONDS = 2.0
 AUTHENTICATION = "hive.server2.authentication"
@@ -42,9 +52,17 @@ AUTH_METHODS = ("LDAP", "KERBEROS", "CUSTOM", "PAM")
 
 def serve_command(args, project, target) -> int:
     """Serve the project's built tables until Ctrl-C or SIGTERM; returns the exit code (0)."""
-    port = int(args.port)
+    connect = bool(getattr(args, "connect", False))
+    port = int(args.port if args.port is not None else (DEFAULT_PORT if connect else THRIFT_PORT))
     if not 0 < port < 65536:
         raise ProjectError(f"--port {port} is not a TCP port (1-65535)")
+    if target.remote is not None:
+        raise ProjectError(f"target '{target.name}' runs on a Spark Connect server ({target.shown_location}): "
+                           "`serve` starts its server inside a Spark driver on this machine, which a Connect "
+                           "client has not; serve with a target that has a `master` (local[*] or a cluster), "
+                           "or let analysts connect to that Connect server and open the tables themselves")
+    if connect:
+        return serve_connect(args, project, target, port)
     host = getattr(args, "host", None) or HOST
     allow_writes = bool(getattr(args, "allow_writes", False))
     auth = authentication(target.spark)
@@ -74,6 +92,83 @@ def serve_command(args, project, target) -> int:
         root.stop()
         shutil.rmtree(state / "hive", ignore_errors=True)
     return 0
+
+
+def serve_connect(args, project, target, port: int) -> int:
+    """`serve --connect`: a Spark Connect endpoint in this process's driver, until Ctrl-C or SIGTERM.
+
+    Each client gets a session of its own that sees the project's tables and views (permanent views
+    in the driver's in-memory catalog, switched when a build publishes) and the image functions."""
+    import udfs
+
+    from .spark_session import create_session
+
+    host = getattr(args, "host", None) or LOOPBACK
+    token = os.environ.get("SPARK_CONNECT_AUTHENTICATE_TOKEN") or target.spark.get(TOKEN_SETTING)
+    if not token and not is_loopback(host):
+        raise ProjectError(f"--host {host} would let anyone on the network run SQL and Python code as this user: "
+                           f"set a token (environment variable SPARK_CONNECT_AUTHENTICATE_TOKEN, or {TOKEN_SETTING} "
+                           "under the target's `spark:`), or serve on localhost and tunnel the port")
+    if port_in_use(host, port):
+        raise ProjectError(f"port {port} on {host} is already in use; pick another with --port")
+    state = project.target_path / "serve"
+    settings = {**target.spark, "spark.sql.warehouse.dir": str((state / "spark-warehouse").resolve())}
+    root = create_session(target.master, app_name=f"{project.name}-serve", settings=settings)
+    try:
+        share_functions(root, udfs.function_names())
+        views = root.newSession()  # a session with the shared functions, as clients' are
+        warehouse = Warehouse(project.warehouse_for(target), root)
+        published = {}
+
+        def publish() -> list[str] | None:
+            catalog = warehouse.catalog()
+            if catalog == published:
+                return None
+            names = publish_warehouse(views, warehouse, catalog, published)
+            published.clear()
+            published.update(catalog)
+            return names
+
+        names = publish() or []
+        start_server(root, host, port, token)
+        try:
+            print(connect_banner(project, target, names, host, port, bool(token)), flush=True)
+            wait_for_stop(lambda: _report_reload(publish))
+            print("Stopping the Spark Connect endpoint.", flush=True)
+        finally:
+            stop_server(root)
+    finally:
+        root.stop()
+    return 0
+
+
+def _report_reload(publish) -> None:
+    try:
+        names = publish()
+    except Exception as exc:  # a catalog caught mid-write on an object store, a network error: next time
+        print(f"Warning: could not reload the warehouse catalog: {str(exc).strip().splitlines()[0]}", flush=True)
+        return
+    if names is not None:
+        print(f"Reloaded {len(names)} tables and views: a build published new versions.", flush=True)
+
+
+def connect_banner(project, target, names: list[str], host: str, port: int, token: bool) -> str:
+    import udfs
+
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else ("localhost" if host == LOOPBACK else host)
+    url = f"sc://{shown}:{port}" + ("/;token=TOKEN" if token else "")
+    lines = [
+        f"Spark Connect endpoint for project '{project.name}' (target '{target.name}'): {len(names)} tables and "
+        f"views, {len(udfs.function_names())} image functions.",
+        f"  URL        {url}",
+        f"  pyspark    pyspark --remote \"{url}\"",
+        f"  Python     SparkSession.builder.remote(\"{url}\").getOrCreate().sql(\"show views\").show()",
+        "Clients can run any SQL and Python code as this user (Spark Connect has no read-only mode).",
+        "Tables switch to new versions when a build publishes them. Ctrl-C stops the server.",
+    ]
+    if not names:
+        lines.insert(1, "  (nothing is built yet: run `python runner.py build`; tables appear when it finishes)")
+    return "\n".join(lines)
 
 
 def authentication(settings: dict) -> str | None:

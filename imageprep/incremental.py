@@ -30,6 +30,7 @@ how a table that mirrors a folder forgets files that were deleted or changed:
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Iterator
 from urllib.parse import unquote
 
 from .catalog import read_table
+from .connect import is_connect
 from .errors import ProjectError
 from .nodes import Model
 from .table_writer import data_files
@@ -194,8 +196,20 @@ def _in_files_by_size(computed):
     be written as that many small files. Called once the cache is computed (a merge looked up its
     keys): the size is the cache's own, read without a job, and merging partitions runs nothing
     again."""
-    size = int(str(computed._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
-    return _in_gathered_files(computed, size)
+    return _in_gathered_files(computed, _planned_size(computed))
+
+
+_SIZE_UNITS = {"B": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40, "PiB": 2 ** 50}
+
+
+def _planned_size(frame) -> int:
+    """The bytes Spark's optimizer estimates for a frame (for a cached one, the cache's own size),
+    without running a job: from the plan's statistics on a classic session, from `explain cost`
+    (one round trip) over Spark Connect."""
+    if not is_connect(frame.sparkSession):
+        return int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    found = re.search(r"sizeInBytes=([\d.]+)\s*([KMGTP]?i?B)\b", frame._explain_string(mode="cost"))
+    return int(float(found.group(1)) * _SIZE_UNITS.get(found.group(2), 1)) if found else 1
 
 
 def _gathered(spark, version, sizes: dict[Path, int], schema):
@@ -220,20 +234,18 @@ def _tag_rows(frame):
 
 def _rows_to_delete(spark, model: Model, tagged):
     """(__file, __row) of the current rows that `delete_where` removes (None without one)."""
+    from pyspark.errors import PySparkException
+
     condition = model.config.get("delete_where")
     if not condition:
         return None
-    view = f"__existing_{model.name}"
-    tagged.createOrReplaceTempView(view)
     try:
-        # The rows are named after the model, so a condition can correlate: `<model>.path`.
-        # The query is analysed here, so the view is not needed once it returns.
-        return spark.sql(f"SELECT __file, __row FROM {view} AS {model.name} WHERE {condition}")
-    except Exception as exc:
+        # The rows are named after the model, so a condition can correlate: `<model>.path`. No
+        # temp view: over Spark Connect a query is analysed only when it runs.
+        return tagged.alias(model.name).where(condition).select("__file", "__row")
+    except PySparkException as exc:  # analysed at once on a classic session
         raise ProjectError(f"delete_where of '{model.name}' is not a valid condition on its rows: "
                            f"{str(exc).splitlines()[0]}", path=model.path) from None
-    finally:
-        spark.catalog.dropTempView(view)  # not a table of the project: keep it out of the SQL endpoint
 
 
 def _relative_to_version(uri: str, version_name: str) -> Path:

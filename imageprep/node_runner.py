@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from . import new_rows
 from .artifacts import NodeResult, compiled_path
 from .catalog import register_warehouse
+from .connect import label_jobs, use_scheduler_pool
 from .data_tests import run_test
 from .errors import ProjectError
 from .fingerprint import TestState
@@ -64,7 +65,7 @@ def prepare_session(spark, warehouse: Warehouse) -> None:
 def run_in_slot(ctx: NodeContext, node, slot: int) -> NodeResult:
     """run_node in the scheduler's worker thread `slot`."""
     # One FAIR scheduler pool per concurrent node, so models running together share the cores.
-    ctx.spark.sparkContext.setLocalProperty("spark.scheduler.pool", f"node-{slot}")
+    use_scheduler_pool(ctx.spark, f"node-{slot}")
     return run_node(ctx, node)
 
 
@@ -76,7 +77,7 @@ def run_node(ctx: NodeContext, node) -> NodeResult:
     shown_sql = str(compiled_path(project.target_path, project.name, node).relative_to(project.root))
     result = NodeResult(node.unique_id, node.name, node.resource_type, Status.SUCCESS,
                         materialized=node.materialized, compiled_path=shown_sql if sql else None)
-    ctx.spark.sparkContext.setJobDescription(f"{node.resource_type} {node.name}")
+    label_jobs(ctx.spark, f"{node.resource_type} {node.name}")
     fingerprint = ctx.inputs.fingerprints.get(node.unique_id)
     built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
     if _unchanged(ctx, node, fingerprint, built):

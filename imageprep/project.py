@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import ProjectError
+from .files import is_uri, local_path
 from .nodes import MODEL, SEED, SOURCE, TEST, DataTest, Model, Seed, Source
 
 PROJECT_FILE = "project.yml"
@@ -26,7 +27,7 @@ PROJECT_KEYS = {
     "name", "version", "model-paths", "macro-paths", "seed-paths", "test-paths", "vars", "models",
     "seeds", "targets", "target", "warehouse", "target-path", "clean-targets", "config-version",
 }
-TARGET_KEYS = {"master", "spark", "warehouse", "threads"}
+TARGET_KEYS = {"master", "remote", "spark", "warehouse", "threads"}
 # Configs a model may set in project.yml folders, in YAML, or with config() in its SQL.
 MODEL_CONFIG_KEYS = {
     "materialized", "tags", "partition_by", "enabled", "description", "unique_key",
@@ -48,10 +49,20 @@ SOURCE_TABLE_KEYS = {
 @dataclass
 class Target:
     name: str
+    # Where the session comes from: a Spark master URL (local[*], spark://, yarn, k8s://) or, for
+    # a remote target, its Spark Connect URL; create_session() takes either.
     master: str
     spark: dict[str, Any]
     warehouse: str | None
     threads: int = 1
+    remote: str | None = None  # the Spark Connect URL (sc://host:port/;params) of a remote target
+
+    @property
+    def shown_location(self) -> str:
+        """The master, or the Connect URL without its parameters (a token): for progress lines."""
+        from .connect import shown_url
+
+        return self.master if self.remote is None else shown_url(self.remote)
 
 
 @dataclass
@@ -97,7 +108,7 @@ class Project:
     def warehouse_for(self, target: Target) -> str:
         """The warehouse location as a URI or an absolute path (relative paths are project-relative)."""
         location = target.warehouse or self.warehouse
-        if _is_uri(location):
+        if is_uri(location):
             return location
         path = Path(location)
         return str(path if path.is_absolute() else self.root / path)
@@ -106,18 +117,10 @@ class Project:
         """True when the target's tables go outside the project folder (an absolute path elsewhere,
         or a URI), which is worth saying when a build starts: nothing in the folder shows it."""
         location = self.warehouse_for(target)
-        if _is_uri(location):
-            return not (location.startswith("file:") and _within(_file_uri_path(location), self.root))
+        if is_uri(location):
+            path = local_path(location)
+            return path is None or not _within(path, self.root)
         return not _within(location, self.root)
-
-
-def _is_uri(location: str) -> bool:
-    return "://" in location or location.startswith("file:")
-
-
-def _file_uri_path(uri: str) -> str:
-    """The local path of a `file:` URI (file:/p, file:///p)."""
-    return "/" + uri[len("file:"):].lstrip("/")
 
 
 def _within(path: str | Path, root: Path) -> bool:
@@ -134,7 +137,7 @@ def check_warehouse(location: Any, setting: str, root: Path, shown: str, line: i
     if location is None:
         return
     location = str(location)
-    if _is_uri(location) or Path(location).is_absolute() or _within(location, root):
+    if is_uri(location) or Path(location).is_absolute() or _within(location, root):
         return
     raise ProjectError(
         f"{setting} '{location}' is outside the project folder (it would be "
@@ -202,8 +205,9 @@ def line_of(mapping: Any) -> int | None:
     return getattr(mapping, "line", None)
 
 
-def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
-    """Read `project.yml` and every file it points to."""
+def load_project(root: Path, cli_vars: dict[str, Any] | None = None, settings_only: bool = False) -> Project:
+    """Read `project.yml` and every file it points to; with `settings_only`, `project.yml` alone
+    (targets, warehouse, vars: what a reader of the tables needs)."""
     root = root.resolve()
     config_file = root / PROJECT_FILE
     if not config_file.exists():
@@ -244,6 +248,8 @@ def load_project(root: Path, cli_vars: dict[str, Any] | None = None) -> Project:
         seed_paths=paths("seed-paths", "seeds"), test_paths=paths("test-paths", "tests"),
         folder_configs=data.get("models") or {},
     )
+    if settings_only:
+        return project
     _load_macro_files(project)
     _load_models(project)
     _check_folder_configs(project, data.get("models") or {}, shown)
@@ -263,6 +269,7 @@ def _load_targets(raw: dict, shown: str, root: Path) -> dict[str, Target]:
             raise ProjectError(f"target '{name}' must be a mapping with master and spark settings",
                                path=shown, line=line_of(raw))
         check_keys(settings, TARGET_KEYS, f"target '{name}'", shown)
+        remote = _remote_of(name, settings, shown)
         spark = settings.get("spark") or {}
         if not isinstance(spark, dict):
             raise ProjectError(f"'spark' of target '{name}' must map Spark settings to values",
@@ -273,9 +280,29 @@ def _load_targets(raw: dict, shown: str, root: Path) -> dict[str, Target]:
                                path=shown, line=line_of(settings))
         warehouse = settings.get("warehouse")
         check_warehouse(warehouse, f"targets.{name}.warehouse", root, shown, line_of(settings))
-        targets[name] = Target(str(name), str(settings.get("master", "local[*]")), {str(k): v for k, v in spark.items()},
-                               None if warehouse is None else str(warehouse), threads)
+        targets[name] = Target(str(name), remote or str(settings.get("master", "local[*]")),
+                               {str(k): v for k, v in spark.items()}, None if warehouse is None else str(warehouse),
+                               threads, remote)
     return targets
+
+
+def _remote_of(name: str, settings: dict, shown: str) -> str | None:
+    """A target's Spark Connect URL, checked; None for a target with a master."""
+    if "remote" not in settings:
+        return None
+    if "master" in settings:
+        raise ProjectError(f"target '{name}' has both `master` and `remote`: a target runs on a Spark master "
+                           "(local[*], spark://host:7077, yarn, k8s://...) or on a Spark Connect server "
+                           "(remote: sc://host:15002), not both", path=shown, line=line_of(settings))
+    from .connect import check_url, shown_url
+
+    remote = settings["remote"]
+    problem = check_url(remote) if isinstance(remote, str) else "it is not a string"
+    if problem:
+        raise ProjectError(f"remote of target '{name}' is not a Spark Connect URL ({problem}): write it as "
+                           f"sc://host:15002, with parameters after '/;' (sc://host:15002/;token=...); got "
+                           f"'{shown_url(str(remote))}'", path=shown, line=line_of(settings))
+    return remote
 
 
 def _files(project: Project, folders: list[str], pattern: str) -> list[tuple[Path, Path]]:

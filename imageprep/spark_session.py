@@ -12,10 +12,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from .connect import connect_session, is_connect_url
 from .errors import ProjectError
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties").as_uri()
 LOOPBACK = "127.0.0.1"
+DAEMON_MODULE = "image_data_daemon"  # imageprep/python_daemon/image_data_daemon.py
+DAEMON_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_daemon")
 
 # Settings the local target uses unless project.yml overrides them, chosen by measuring whole
 # builds on 2 cores: image rows are large (a 224x224 image is 150 kB, its float32 tensor 600 kB),
@@ -91,7 +94,12 @@ CLUSTER_DEFAULT_KEYS = (
 
 
 def defaults_for(master: str) -> dict[str, str]:
-    """The settings a session on `master` starts from, before the target's own."""
+    """The settings a session on `master` (or a Spark Connect URL) starts from, before the target's own."""
+    if is_connect_url(master):
+        # A Connect client sets session settings only: those of the cluster defaults that are SQL
+        # settings, and Parquet's writer settings (given to the server's writers as session settings).
+        return {**{key: LOCAL_DEFAULTS[key] for key in CLUSTER_DEFAULT_KEYS if key.startswith("spark.sql.")},
+                **{key: value for key, value in LOCAL_DEFAULTS.items() if key.startswith("spark.hadoop.parquet.")}}
     if master.startswith("local"):
         # A local session serves no other machine: its driver (RPC and block manager) listens on
         # loopback only, where Spark's default is this machine's network address. At most about
@@ -125,7 +133,25 @@ def require_java() -> None:
 
 def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
                    settings: dict | None = None, register_functions: bool = True):
-    """Start (or reuse) the process's SparkSession with `settings` on top of the local defaults."""
+    """Start (or reuse) the process's SparkSession with `settings` on top of the defaults for `master`.
+
+    `master` is a Spark master URL (local[*], spark://, yarn, k8s://) or a Spark Connect URL
+    (sc://host:port, a target's `remote`): then the session is a Connect client and no JVM starts here."""
+    if is_connect_url(master):
+        spark = connect_session(master, {**defaults_for(master), **(settings or {})})
+    else:
+        spark = _classic_session(master, app_name, settings)
+    # PySpark logs every rejected query as a long JSON record; the runner reports it itself.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    if register_functions:
+        import udfs
+
+        udfs.register_all(spark)
+    return spark
+
+
+def _classic_session(master: str, app_name: str, settings: dict | None):
+    """The process's classic SparkSession (a JVM driver here), started with `settings`."""
     require_java()
     from pyspark.sql import SparkSession
 
@@ -142,18 +168,12 @@ def create_session(master: str = "local[*]", app_name: str = "spark-image-data",
         _start_workers_on_compiled_pyspark(conf)
     _python_for_executors(conf.get("spark.pyspark.python"))
     builder = SparkSession.builder.master(master).appName(app_name)
-    with _ui_on_loopback(master, conf):
+    with _ui_on_loopback(master, conf), _daemon_on_jvm_python_path(conf):
         for key, value in conf.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
     _note_class_path(spark, conf)
     spark.sparkContext.setLogLevel("ERROR")
-    # PySpark logs every rejected query as a long JSON record; the runner reports it itself.
-    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
-    if register_functions:
-        import udfs
-
-        udfs.register_all(spark)
     return spark
 
 
@@ -199,10 +219,39 @@ def _start_workers_on_compiled_pyspark(conf: dict) -> None:
     module of the project's own is left alone; a PYTHONPATH of its own keeps its entries."""
     if "spark.python.daemon.module" in conf:
         return
-    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_daemon")
-    conf["spark.python.daemon.module"] = "image_data_daemon"
+    conf["spark.python.daemon.module"] = DAEMON_MODULE
     user_path = conf.get("spark.executorEnv.PYTHONPATH")
-    conf["spark.executorEnv.PYTHONPATH"] = folder + (os.pathsep + user_path if user_path else "")
+    conf["spark.executorEnv.PYTHONPATH"] = DAEMON_FOLDER + (os.pathsep + user_path if user_path else "")
+
+
+@contextlib.contextmanager
+def _daemon_on_jvm_python_path(conf: dict):
+    """Let every Python worker of a JVM started here find our daemon module, not only those of this
+    process's own functions: a Spark Connect session's functions (a Connect server in this driver,
+    as `serve --connect` and the tests start) carry no spark.executorEnv, and their workers' path
+    is Spark's plus the JVM's own PYTHONPATH, read when the JVM starts."""
+    from pyspark import SparkContext
+
+    if conf.get("spark.python.daemon.module") != DAEMON_MODULE or SparkContext._gateway is not None:
+        yield
+        return
+    previous = os.environ.get("PYTHONPATH")
+    with environment_variable("PYTHONPATH", DAEMON_FOLDER + (os.pathsep + previous if previous else "")):
+        yield
+
+
+@contextlib.contextmanager
+def environment_variable(name: str, value: str):
+    """The environment variable `name` set to `value` for the block, then as it was."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 # --------------------------------------------------------------------------- class data sharing

@@ -67,7 +67,8 @@ def write_version(spark, warehouse: Warehouse, table: TableSpec, frame, provenan
         for relative in keep:
             _link_or_copy(keep_from / relative, version / relative)
         # Appending only beside the kept files: a version folder is otherwise new and empty.
-        writer = frame.write.mode("append" if keep else "errorifexists").options(**table.options)
+        # ("error" is Spark Connect's only name for errorifexists.)
+        writer = frame.write.mode("append" if keep else "error").options(**table.options)
         if table.partition_by:
             writer = writer.partitionBy(*table.partition_by)
         writer.parquet(str(version))

@@ -245,6 +245,8 @@ def compile_project(project: Project, target: Target, warehouse: Warehouse | Non
     renderer.render_all()
     tests = renderer.build_tests()
     graph = Graph([*project.models.values(), *project.seeds.values(), *project.sources.values(), *tests])
+    for node in graph.nodes.values():
+        node.freeze()
     executable = {m.unique_id: renderer.executable_sql(m) for m in project.models.values()}
     executable.update({t.unique_id: t.compiled_sql for t in tests})
     for uid, sql in executable.items():
@@ -297,15 +299,15 @@ def execute(compiled: CompiledProject, selected: list[str], options: RunOptions,
     if threads < 1:
         raise UsageError("--threads must be at least 1")
     settings = dict(target.spark)
-    if threads > 1:
+    if threads > 1 and target.remote is None:  # a Connect server's scheduler mode is its own
         settings.setdefault("spark.scheduler.mode", "FAIR")  # concurrent models share the cores
     if project.warehouse_outside_project(target):
         reporter.warehouse_outside(project.warehouse_for(target))
-    reporter.starting_spark(target.master, project.name, target.name)
+    reporter.starting_spark(target.shown_location, project.name, target.name)
     spark = create_session(target.master, app_name=project.name, settings=settings)
     reporter.spark_ready(spark.version, time.perf_counter() - started,
                          sum(graph.nodes[u].resource_type in (MODEL, SEED, TEST) for u in selected))
-    warehouse = Warehouse(project.warehouse_for(target), spark).begin_build()
+    warehouse = Warehouse.for_target(project, target, spark).begin_build()
     test_state = TestState(warehouse.root)
     to_run = [uid for uid in selected if graph.nodes[uid].resource_type in RUNS[options.command]]
 
@@ -403,7 +405,7 @@ def _reading_session(project: Project, target: Target):
     from .spark_session import create_session
 
     spark = create_session(target.master, app_name=f"{project.name}-query", settings=target.spark)
-    return spark, register_warehouse(spark, Warehouse(project.warehouse_for(target), spark))
+    return spark, register_warehouse(spark, Warehouse.for_target(project, target, spark))
 
 
 def _run_query(spark, registered, sql: str, limit: int | None) -> QueryResult:

@@ -184,3 +184,15 @@ def template_mistakes() -> list[tuple[dict[str, str], list[str]]]:
         ({"models/a.sql": "{{ config(materalized='view') }} select 1"}, ["unknown config 'materalized'", "materialized"]),
         ({"models/a.sql": "select * from {{ source('raw', 'nope') }}"}, ["source('raw', 'nope')", "not declared"]),
     ]
+
+
+# A source `raw.images`: the folder data/images of a test project, read as images.
+IMAGE_FOLDER_SOURCE = """
+    version: 2
+    sources:
+      - name: raw
+        tables:
+          - name: images
+            format: images
+            path: data/images
+"""

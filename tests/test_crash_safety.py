@@ -167,3 +167,25 @@ def test_killed_incremental_builds_keep_the_tables_and_the_next_build_equals_a_f
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
     assert compare(read_tables(project), read_tables(fresh)) == []
+
+
+def test_a_killed_build_over_spark_connect_leaves_the_last_good_tables(connect_url, tmp_path, images):
+    """The same over Spark Connect: the killed runner is a client without a JVM of its own, and
+    the server it used (the test run's) outlives it."""
+    VARS["images_path"] = str(images)
+    project = copy_example(tmp_path / "project")
+    with (project / "project.yml").open("a", encoding="utf-8") as config:
+        config.write(f"  connect:\n    remote: '{connect_url}'\n")
+    process = start_build(project, "--target", "connect")
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    expected = tables(project)
+    assert len(expected["stg_images"]) == 120
+
+    for when, table in (("after", "image_groups"), ("commit", "-")):
+        build_killed_at(project, when, table, "--full-refresh", "--target", "connect")
+        assert tables(project) == expected, f"tables changed after a kill {when} {table}"
+    process = start_build(project, "--target", "connect")
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    assert tables(project) == expected

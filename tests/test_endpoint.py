@@ -17,21 +17,13 @@ import pytest
 from PIL import Image
 
 from imageprep.cli import main
-from runner_helpers import wait_or_kill, write_project
+from runner_helpers import IMAGE_FOLDER_SOURCE, wait_or_kill, write_project
 
 ROOT = Path(__file__).resolve().parent.parent
 RED, BLUE = (200, 30, 30), (20, 40, 220)
 
 MODELS = {
-    "models/sources.yml": """
-        version: 2
-        sources:
-          - name: raw
-            tables:
-              - name: images
-                format: images
-                path: data/images
-    """,
+    "models/sources.yml": IMAGE_FOLDER_SOURCE,
     "models/images.sql": """
         select path, split_part(relative_path, '/', 1) as label, resize(decode_image(content, path), 16, 16) as image
         from {{ source('raw', 'images') }}

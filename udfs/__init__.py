@@ -21,7 +21,9 @@ from udfs.catalog import FUNCTIONS, VECTOR, FunctionSpec, function, function_sou
 
 __all__ = ["FUNCTIONS", "FunctionSpec", "function", "function_source_files", "register_all", "function_names"]
 
-_UDFS: dict = {}  # name -> arrow UDF object, built once per process
+_UDFS: dict = {}  # (name, over Spark Connect?) -> UDF object, built once per process and kind of session
+_SHIPPED: set = set()  # (Connect session id, zip name): artifacts already sent
+_REGISTERED: set = set()  # ids of Connect sessions that have every function (each one is a round trip)
 
 
 def function_names() -> list[str]:
@@ -34,22 +36,36 @@ def register_all(spark, ship_code: bool = True) -> list[str]:
 
     Python-backed functions become Arrow UDFs (``spark.udf.register``); ``hamming`` is a
     SQL function (``CREATE OR REPLACE TEMPORARY FUNCTION``) and runs in the JVM. With
-    ``ship_code`` the ``udfs`` package is zipped and added with ``addPyFile`` so Python
-    workers can import it wherever they run (in local mode too, when the driver was
-    started from another folder).
+    ``ship_code`` the ``udfs`` package is zipped and shipped so Python workers can import
+    it wherever they run (in local mode too, when the driver was started from another
+    folder): with ``addPyFile`` on a classic session, as a session artifact
+    (``addArtifacts(..., pyfile=True)``) over Spark Connect, so a Connect server needs
+    only our pip requirements, not this project.
     """
     from pyspark.sql.functions import arrow_udf
 
+    connect = _is_connect(spark)
+    if connect and spark.session_id in _REGISTERED:
+        return function_names()
     if ship_code:
         _ship_package(spark)
     for spec in FUNCTIONS:
         if spec.sql_body is not None:
             spark.sql(spec.create_sql)
             continue
-        if spec.name not in _UDFS:
-            _UDFS[spec.name] = _make_udf(spec, arrow_udf)
-        spark.udf.register(spec.name, _UDFS[spec.name])
+        # A UDF object belongs to one kind of session: PySpark builds Connect UDFs in Connect mode.
+        key = (spec.name, connect)
+        if key not in _UDFS:
+            _UDFS[key] = _make_udf(spec, arrow_udf)
+        spark.udf.register(spec.name, _UDFS[key])
+    if connect:
+        _REGISTERED.add(spark.session_id)
     return function_names()
+
+
+def _is_connect(spark) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no SparkContext here)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect.")
 
 
 def _make_udf(spec, arrow_udf):
@@ -62,7 +78,7 @@ def _make_udf(spec, arrow_udf):
 
 
 def _ship_package(spark) -> None:
-    """Add a zip of this package's Python files to the SparkContext once per content version.
+    """Add a zip of this package's Python files to the session once per content version.
 
     The zip holds each module's source and its compiled bytecode (an unchecked hash-based
     ``.pyc`` beside the ``.py``, which ``zipimport`` loads without recompiling): every
@@ -76,8 +92,10 @@ def _ship_package(spark) -> None:
     for path in files:
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     name = f"udfs-{digest.hexdigest()[:16]}.zip"
-    context = spark.sparkContext
-    if name in getattr(context, "_python_includes", []):
+    if _is_connect(spark):
+        if (spark.session_id, name) in _SHIPPED:
+            return
+    elif name in getattr(spark.sparkContext, "_python_includes", []):
         return
     target = Path(tempfile.gettempdir()) / "spark-image-data" / name
     if not target.exists():
@@ -90,7 +108,11 @@ def _ship_package(spark) -> None:
                 archive.writestr(str(inside), source)
                 archive.writestr(str(inside.with_suffix(".pyc")), _bytecode(source, str(inside)))
         partial.replace(target)
-    context.addPyFile(str(target))
+    if _is_connect(spark):
+        spark.addArtifacts(str(target), pyfile=True)
+        _SHIPPED.add((spark.session_id, name))
+    else:
+        spark.sparkContext.addPyFile(str(target))
 
 
 def _bytecode(source: bytes, filename: str) -> bytes:
