@@ -78,7 +78,7 @@ def serve_command(args, project, target) -> int:
     try:
         server_settings = thrift_settings(host, port, state, target.spark)
         spark = root if allow_writes else read_only(root, server_settings)
-        warehouse = Warehouse(project.warehouse_for(target), spark)
+        warehouse = Warehouse.for_target(project, target, spark)
         catalog = warehouse.catalog()
         registered = register_warehouse(spark, warehouse)
         server = start_thrift_server(spark, server_settings)
@@ -117,7 +117,7 @@ def serve_connect(args, project, target, port: int) -> int:
     try:
         share_functions(root, udfs.function_names())
         views = root.newSession()  # a session with the shared functions, as clients' are
-        warehouse = Warehouse(project.warehouse_for(target), root)
+        warehouse = Warehouse.for_target(project, target, root)
         published = {}
 
         def publish() -> list[str] | None:
