@@ -132,8 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=2000, help="images (default 2000)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (classic, connect) builds (default 2)")
-    parser.add_argument("--sets", type=Path, default=Path(tempfile.gettempdir()) / "bench-sets",
-                        help="where generated image sets are kept between runs")
+    incremental.add_sets_argument(parser)
     parser.add_argument("--server", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: be the server
     args = parser.parse_args()
     if args.server is not None:

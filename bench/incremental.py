@@ -146,12 +146,17 @@ def make_set(n: int, folder: Path) -> Path:
     return folder
 
 
+def add_sets_argument(parser: argparse.ArgumentParser) -> None:
+    """--sets: where the benchmarks that build on generated image sets keep them."""
+    parser.add_argument("--sets", type=Path, default=Path(tempfile.gettempdir()) / "bench-sets",
+                        help="where generated image sets are kept between runs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=2000, help="images in the first build (default 2000)")
     parser.add_argument("--add", type=int, default=20, help="images that arrive afterwards (default 20)")
-    parser.add_argument("--sets", type=Path, default=Path(tempfile.gettempdir()) / "bench-sets",
-                        help="where generated image sets are kept between runs")
+    add_sets_argument(parser)
     args = parser.parse_args()
 
     source = make_set(args.n + args.add, args.sets / f"{args.n + args.add}")
@@ -205,7 +210,7 @@ def main() -> None:
     problems = compare(read_tables(project), read_tables(fresh))
 
     print(f"\nIncremental builds of the example project ({os.cpu_count()} cores)\n")
-    print(f"| step | seconds | Spark start-up | |\n|---|---:|---:|---|")
+    print("| step | seconds | Spark start-up | |\n|---|---:|---:|---|")
     for name, seconds, start, note in figures:
         print(f"| {name} | {seconds:.1f} | {start:.1f} | {note} |")
     print(f"\nSlowest nodes of the +{args.add} build:",
