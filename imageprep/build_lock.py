@@ -7,12 +7,13 @@ links) take no lock: they read the last committed catalog.
 - A local warehouse: `fcntl.flock` on `_build.lock` in the warehouse folder. The kernel releases
   it when the holder exits, however it exits (SIGKILL included), so it is never stale. The file
   also says who holds it (pid, host, start time, command) for the message a second build prints.
-- A Hadoop file-system warehouse (hdfs://, s3a://, file://...): the same file, created only if it
-  does not exist, with the holder's details and a heartbeat the holder rewrites every
+- A warehouse named by a URI (hdfs://, s3a://, file://...; through imageprep.files): the same
+  file, created only if it does not exist, with the holder's details and a heartbeat the holder rewrites every
   HEARTBEAT_SECONDS; removed on release. A lock is stale, and taken over, when its host is this
   host and its pid is gone, or when its heartbeat is older than STALE_AFTER_SECONDS (a holder on
-  another machine that died). Object stores check before they create, so two builds starting
-  within the same moment could both get it there.
+  another machine that died). Object stores check before they create and then read the file
+  back, so of two builds starting within the same moment only the one whose details are there
+  goes on (one that checks between the other's write and read-back could still both go on).
 """
 from __future__ import annotations
 
