@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -383,21 +382,16 @@ def location(where: str | os.PathLike, spark=None, settings: dict[str, Any] | No
     return StoragePath(uri, lambda: files_for(uri, spark, settings))
 
 
-def arrow_filesystem(where: str | os.PathLike):
+def arrow_filesystem(where: str | os.PathLike | StoragePath):
     """(a `pyarrow.fs.FileSystem`, the path on it) for a plain path or a URI PyArrow reads; for
-    readers that hand the file system to PyArrow's datasets (the training loader)."""
+    readers that hand the file system to PyArrow itself (Parquet footers, the training loader). A
+    StoragePath keeps the file system it was opened with (a warehouse's S3 settings, say)."""
     from pyarrow import fs
 
     text = str(where)
     if not is_uri(text):
         return fs.LocalFileSystem(), str(Path(text).absolute())
-    files = files_for(text)
+    files = where.files if isinstance(where, StoragePath) else files_for(text)
     if not isinstance(files, ArrowFiles):
-        raise ProjectError(f"the training loader reads {text} with PyArrow, which has no file system for "
-                           f"'{scheme(text)}:' here")
+        raise ProjectError(f"{text} is read with PyArrow here, which has no file system for '{scheme(text)}:'")
     return files.filesystem, files.path(text)
-
-
-def temporary_name(folder: Path | StoragePath, name: str) -> Path | StoragePath:
-    """A new hidden name beside `name` in `folder`, to write to and then rename over it."""
-    return folder / f".{name}.{uuid.uuid4().hex}"
