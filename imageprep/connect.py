@@ -14,6 +14,8 @@ import os
 import socket
 import urllib.parse
 
+from udfs import is_connect
+
 from .errors import ProjectError
 
 SCHEME = "sc://"
@@ -65,11 +67,6 @@ def _installed(module: str) -> bool:
 
 def is_connect_url(location: str | None) -> bool:
     return bool(location) and str(location).startswith(SCHEME)
-
-
-def is_connect(spark) -> bool:
-    """Whether `spark` is a Spark Connect session (no JVM, no SparkContext) rather than a classic one."""
-    return type(spark).__module__.startswith("pyspark.sql.connect.")
 
 
 def shown_url(url: str) -> str:

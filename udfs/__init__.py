@@ -19,7 +19,7 @@ from pathlib import Path
 
 from udfs.catalog import FUNCTIONS, VECTOR, FunctionSpec, function, function_source_files
 
-__all__ = ["FUNCTIONS", "FunctionSpec", "function", "function_source_files", "register_all", "function_names"]
+__all__ = ["FUNCTIONS", "FunctionSpec", "function", "function_source_files", "register_all", "function_names", "is_connect"]
 
 _UDFS: dict = {}  # (name, over Spark Connect?) -> UDF object, built once per process and kind of session
 _SHIPPED: set = set()  # (Connect session id, zip name): artifacts already sent
@@ -44,7 +44,7 @@ def register_all(spark, ship_code: bool = True) -> list[str]:
     """
     from pyspark.sql.functions import arrow_udf
 
-    connect = _is_connect(spark)
+    connect = is_connect(spark)
     if connect and spark.session_id in _REGISTERED:
         return function_names()
     if ship_code:
@@ -63,8 +63,9 @@ def register_all(spark, ship_code: bool = True) -> list[str]:
     return function_names()
 
 
-def _is_connect(spark) -> bool:
-    """Whether ``spark`` is a Spark Connect session (no SparkContext here)."""
+def is_connect(spark) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no JVM, no SparkContext here) rather than a
+    classic one."""
     return type(spark).__module__.startswith("pyspark.sql.connect.")
 
 
@@ -92,7 +93,7 @@ def _ship_package(spark) -> None:
     for path in files:
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
     name = f"udfs-{digest.hexdigest()[:16]}.zip"
-    if _is_connect(spark):
+    if is_connect(spark):
         if (spark.session_id, name) in _SHIPPED:
             return
     elif name in getattr(spark.sparkContext, "_python_includes", []):
@@ -108,7 +109,7 @@ def _ship_package(spark) -> None:
                 archive.writestr(str(inside), source)
                 archive.writestr(str(inside.with_suffix(".pyc")), _bytecode(source, str(inside)))
         partial.replace(target)
-    if _is_connect(spark):
+    if is_connect(spark):
         spark.addArtifacts(str(target), pyfile=True)
         _SHIPPED.add((spark.session_id, name))
     else:
