@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 from .warehouse import Warehouse
 
@@ -39,21 +40,29 @@ def register_warehouse(spark, warehouse: Warehouse) -> list[str]:
         if entry["kind"] == "table":
             register_relation(spark, name, entry, warehouse)
             registered.append(name)
-    pending = {n: e for n, e in catalog.items() if e["kind"] == "view"}
-    # Views may read other views: register in rounds until none is left or none can be added.
+    views = {n: e for n, e in catalog.items() if e["kind"] == "view"}
+    return registered + create_views_in_rounds(
+        views, lambda name, entry: register_relation(spark, name, entry, warehouse))
+
+
+def create_views_in_rounds(views: dict[str, dict], create: Callable[[str, dict], None]) -> list[str]:
+    """Views may read other views: `create(name, entry)` each in rounds, until none is left or a
+    round adds none (one that reads a view not created yet, or a source, raises and waits for the
+    next round). Returns the names created, in order."""
+    pending, created = dict(views), []
     while pending:
-        progress = False
+        added = []
         for name, entry in sorted(pending.items()):
             try:
-                register_relation(spark, name, entry, warehouse)
-            except Exception:  # reads a view not registered yet (or a source); try next round
+                create(name, entry)
+            except Exception:  # noqa: BLE001 - a view it reads is not there yet
                 continue
-            registered.append(name)
+            added.append(name)
             del pending[name]
-            progress = True
-        if not progress:
+        if not added:
             break
-    return registered
+        created += added
+    return created
 
 
 def project_session(project_dir: str | Path = ".", target: str | None = None, vars: dict | None = None):

@@ -13,6 +13,7 @@ should see is put where each new session finds it:
 """
 from __future__ import annotations
 
+from .catalog import create_views_in_rounds
 from .errors import ProjectError
 
 LOOPBACK = "127.0.0.1"
@@ -98,21 +99,9 @@ def publish_warehouse(session, warehouse, catalog: dict, previous: dict | None =
             session.sql(f"CREATE OR REPLACE VIEW {_quoted(name)} AS SELECT * FROM parquet.{_quoted(folder)}")
         if entry["kind"] == "table":
             published.append(name)
-    pending = {name: entry for name, entry in catalog.items() if entry["kind"] == "view"}
-    # Views may read other views: create them in rounds until none is left or none can be added.
-    while pending:
-        added = []
-        for name, entry in sorted(pending.items()):
-            try:
-                session.sql(f"CREATE OR REPLACE VIEW {_quoted(name)} AS {entry['sql']}")
-            except Exception:  # noqa: BLE001 - reads a view not created yet; next round
-                continue
-            added.append(name)
-        if not added:
-            break
-        for name in added:
-            del pending[name]
-        published += added
+    views = {name: entry for name, entry in catalog.items() if entry["kind"] == "view"}
+    published += create_views_in_rounds(
+        views, lambda name, entry: session.sql(f"CREATE OR REPLACE VIEW {_quoted(name)} AS {entry['sql']}"))
     return sorted(published)
 
 

@@ -263,3 +263,19 @@ def test_every_node_gets_its_progress_line_even_when_the_last_one_finishes_last(
         assert code == 0
         progress = [line.split()[0] for line in out.splitlines() if line[:1].isdigit()]
         assert progress == ["1/2", "2/2"], out
+
+
+def test_views_that_read_views_are_created_in_rounds():
+    """A view is created once the views it reads are; one that can never be is left out."""
+    from imageprep.catalog import create_views_in_rounds
+
+    reads = {"a_top": "m_middle", "m_middle": "z_base", "z_base": None, "broken": "missing"}
+    created: list[str] = []
+
+    def create(name, entry):
+        if entry["reads"] is not None and entry["reads"] not in created:
+            raise RuntimeError(f"{entry['reads']} is not there yet")
+        created.append(name)
+
+    assert create_views_in_rounds({n: {"reads": r} for n, r in reads.items()}, create) == \
+        ["z_base", "m_middle", "a_top"]
