@@ -33,7 +33,9 @@ import shutil
 import signal
 import socket
 import threading
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 from .catalog import register_warehouse
 from .connect_server import (DEFAULT_PORT, LOOPBACK, TOKEN_SETTING, publish_warehouse, share_functions, start_server,
@@ -84,7 +86,7 @@ def serve_command(args, project, target) -> int:
         server = start_thrift_server(spark, server_settings)
         try:
             print(banner(project, target, registered, host, port, auth, allow_writes), flush=True)
-            wait_for_stop(lambda: refresh(spark, warehouse, catalog))
+            wait_for_stop(lambda: refresh(warehouse, catalog, partial(_register_again, spark, warehouse)))
             print("Stopping the SQL endpoint.", flush=True)
         finally:
             server.stop()
@@ -118,38 +120,18 @@ def serve_connect(args, project, target, port: int) -> int:
         share_functions(root, udfs.function_names())
         views = root.newSession()  # a session with the shared functions, as clients' are
         warehouse = Warehouse.for_target(project, target, root)
-        published = {}
-
-        def publish() -> list[str] | None:
-            catalog = warehouse.catalog()
-            if catalog == published:
-                return None
-            names = publish_warehouse(views, warehouse, catalog, published)
-            published.clear()
-            published.update(catalog)
-            return names
-
-        names = publish() or []
+        published = warehouse.catalog()
+        names = publish_warehouse(views, warehouse, published)
         start_server(root, host, port, token)
         try:
             print(connect_banner(project, target, names, host, port, bool(token)), flush=True)
-            wait_for_stop(lambda: _report_reload(publish))
+            wait_for_stop(lambda: refresh(warehouse, published, partial(publish_warehouse, views, warehouse)))
             print("Stopping the Spark Connect endpoint.", flush=True)
         finally:
             stop_server(root)
     finally:
         root.stop()
     return 0
-
-
-def _report_reload(publish) -> None:
-    try:
-        names = publish()
-    except Exception as exc:  # a catalog caught mid-write on an object store, a network error: next time
-        print(f"Warning: could not reload the warehouse catalog: {str(exc).strip().splitlines()[0]}", flush=True)
-        return
-    if names is not None:
-        print(f"Reloaded {len(names)} tables and views: a build published new versions.", flush=True)
 
 
 def connect_banner(project, target, names: list[str], host: str, port: int, token: bool) -> str:
@@ -322,21 +304,27 @@ def spark_bin(name: str) -> str:
     return str(Path(_find_spark_home()) / "bin" / name)
 
 
-def refresh(spark, warehouse: Warehouse, seen: dict) -> None:
-    """Re-register the tables if a build changed the catalog since `seen` (updated in place)."""
+def refresh(warehouse: Warehouse, seen: dict, reload: Callable[[dict, dict], list[str]]) -> None:
+    """If a build changed the catalog since `seen` (updated in place), make the endpoint's tables
+    and views those of the new one: `reload(catalog, seen)` returns their names."""
     try:
         catalog = warehouse.catalog()
         if catalog == seen:
             return
-        for name in set(seen) - set(catalog):
-            spark.catalog.dropTempView(name)
-        names = register_warehouse(spark, warehouse)
+        names = reload(catalog, seen)
     except Exception as exc:  # a catalog caught mid-write on an object store, a network error: next time
         print(f"Warning: could not reload the warehouse catalog: {str(exc).strip().splitlines()[0]}", flush=True)
         return
     seen.clear()
     seen.update(catalog)
     print(f"Reloaded {len(names)} tables and views: a build published new versions.", flush=True)
+
+
+def _register_again(spark, warehouse: Warehouse, catalog: dict, seen: dict) -> list[str]:
+    """The Thrift endpoint's reload: names gone from the catalog dropped, every entry registered."""
+    for name in set(seen) - set(catalog):
+        spark.catalog.dropTempView(name)
+    return register_warehouse(spark, warehouse)
 
 
 def wait_for_stop(tick, every: float = REFRESH_SECONDS) -> None:
