@@ -39,7 +39,9 @@ def compiled(project: Path, model: str) -> str:
     ({"interpolation": "cubic"}, ["var 'interpolation' must be one of nearest, bilinear, bicubic, lanczos"]),
     ({"histogram_bins": 300}, ["var 'histogram_bins' must be a whole number from 1 to 256, got 300"]),
     ({"near_duplicate_max_distance": "4"}, ["models/features/near_duplicates.sql:", "var 'near_duplicate_max_distance'", "got '4' (a string)"]),
-    ({"duplicate_group_hops": -1}, ["models/datasets/image_groups.sql:", "var 'duplicate_group_hops' must be a whole number of at least 0"]),
+    ({"near_duplicate_max_distance": -1}, ["models/features/near_duplicates.sql:",
+                                          "var 'near_duplicate_max_distance' must be a whole number from 0 to 64, got -1"]),
+    ({"near_duplicate_max_distance": 65}, ["var 'near_duplicate_max_distance' must be a whole number from 0 to 64, got 65"]),
     ({"augment_copies": 1.5}, ["models/datasets/images_augmented.sql:", "var 'augment_copies' must be a whole number from 0 to 1000"]),
     ({"augment_ops": ["hflip"]}, ["var 'augment_ops' must be a string"]),
     ({"seed": True}, ["var 'seed' must be a whole number, got true"]),
@@ -61,13 +63,16 @@ def test_the_examples_vars_are_checked_where_they_are_used(capsys, example, vars
 def test_valid_vars_reach_the_sql_as_given(capsys, example):
     code, err = compile_example(capsys, example, image_size=64, resize_mode="Fit", interpolation="bicubic",
                                 histogram_bins=16, augment_copies=0, seed=7, store_tensors=True,
-                                normalization="standard", duplicate_group_hops=0, near_duplicate_max_distance=0)
+                                normalization="standard", near_duplicate_max_distance=0)
     assert code == 0, err
     assert "prepare_image(s.content, s.path, 64, 64, 'Fit', 'bicubic', null, 16)" in compiled(example, "images_resized")
     assert "prepare_augmented(r.image, 'hflip(p=0.5);" in compiled(example, "images_augmented")
     assert "', 7, 0, f.relative_path, 16)" in compiled(example, "images_augmented")
     assert "normalize(image, 'standard') as tensor" in compiled(example, "train_set")
     assert "x / (64 * 64)" in compiled(example, "ml_features")
+    assert "(phash >> (band * 64)) & -1 as band_value" in compiled(example, "near_duplicates")  # one band of 64 bits
+    assert "sequence(0, 0)" in compiled(example, "near_duplicates")
+    assert "hamming(n.image.phash, o.image.phash) <= 0" in compiled(example, "near_duplicates")
 
 
 def render_with_vars_macros(tmp_path: Path, capsys, model_sql: str, **vars) -> tuple[int, str, Path]:

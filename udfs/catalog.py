@@ -324,6 +324,20 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         sql_body="bit_count(a ^ b)",
     ),
     FunctionSpec(
+        "duplicate_groups",
+        (Param("pairs", "ARRAY<STRUCT<a: STRING, b: STRING>>"),),
+        "ARRAY<STRUCT<path: STRING, group_id: STRING>>",
+        "The connected components of a graph given as pairs of paths (`a`, `b`), e.g. near-duplicates: one "
+        "element for every path that appears in a pair, in path order, with `group_id` = the smallest path of "
+        "its component, however long the chain that links them. Exact and deterministic (union-find, in one "
+        "Python call), whatever the order of the pairs; a pair with a NULL end links nothing. Meant for an "
+        "aggregate of all pairs, `collect_list(named_struct('a', ..., 'b', ...))`, so the pairs must fit in "
+        "one row; `inline` turns the result into rows.",
+        "SELECT inline(duplicate_groups(collect_list(named_struct('a', x.path, 'b', y.path)))) "
+        "FROM hashes x JOIN hashes y ON x.path < y.path AND hamming(x.hash, y.hash) <= 6",
+        ("udfs.kernels.groups",),
+    ),
+    FunctionSpec(
         "array_to_vector",
         (Param("values", "ARRAY<DOUBLE>"),),
         "VECTOR",

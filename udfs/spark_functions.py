@@ -29,7 +29,7 @@ import pyarrow as pa
 from udfs import image_struct
 from udfs.batch import per_row
 from udfs.kernels import augment as augment_kernel
-from udfs.kernels import color, decode, encode, features, resize as resize_kernel, tensor
+from udfs.kernels import color, decode, encode, features, groups, resize as resize_kernel, tensor
 from udfs.kernels import normalize as normalize_kernel
 from udfs.kernels import prepare as prepare_kernel
 
@@ -39,6 +39,7 @@ IMAGE_INFO_TYPE = pa.struct([("format", pa.string()), ("width", pa.int32()), ("h
                              ("mode", pa.string()), ("orientation", pa.int32())])
 IMAGE_STATS_TYPE = pa.struct([("mean", pa.list_(pa.float64())), ("std", pa.list_(pa.float64())),
                               ("min", pa.list_(pa.int32())), ("max", pa.list_(pa.int32()))])
+GROUP_TYPE = pa.list_(pa.struct([("path", pa.string()), ("group_id", pa.string())]))
 PREPARED_FIELDS = ("width", "height", "image", "tensor", "tensor_shape", "histogram", "image_stats", "phash", "error")
 
 
@@ -321,6 +322,22 @@ def phash(image: pa.Array) -> pa.Array:
     """``phash(image)``: 64-bit perceptual hash as a signed bigint."""
     pixels = image_struct.to_numpy(image)
     return pa.array([None if px is None else features.phash(px) for px in pixels], pa.int64())
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def duplicate_groups(pairs: pa.Array) -> pa.Array:
+    """``duplicate_groups(pairs)``: the connected components of each row's ``array<struct<a, b>>`` of pairs,
+    as ``array<struct<path, group_id>>`` (group_id: the component's smallest path). NULL gives NULL."""
+    out = []
+    for row in pairs.to_pylist():
+        if row is None:
+            out.append(None)
+            continue
+        found = groups.duplicate_groups(None if p is None else (p["a"], p["b"]) for p in row)
+        out.append([{"path": path, "group_id": group_id} for path, group_id in found])
+    return pa.array(out, GROUP_TYPE)
 
 
 # --------------------------------------------------------------------------- augmentation

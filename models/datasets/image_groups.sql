@@ -1,26 +1,25 @@
--- Groups of images that must share a split: each image with every image it is a
--- (near-)duplicate of, directly or through a chain. Found by propagating the smallest path
--- along near_duplicates pairs, duplicate_group_hops times (a data test checks no pair is split).
-{% set hops = int_var('duplicate_group_hops', min=0) %}
+-- Groups of images that must share a split: each labelled image with every image it is a
+-- (near-)duplicate of, directly or through a chain of any length (a data test checks that no
+-- pair is split). near_duplicates is small, so its connected components come from one
+-- duplicate_groups call (union-find over all pairs) instead of a join and a shuffle per hop.
+-- group_id is the smallest labelled path of the group: an unlabelled image (no split) may link
+-- images, but never names a group; an image in no pair is a group of its own.
 with images as (
     select path, label from {{ ref('stg_images') }} where label is not null
 ),
-neighbours as (
-    select path as path, path as other from images
-    union all
-    select path_a, path_b from {{ ref('near_duplicates') }}
-    union all
-    select path_b, path_a from {{ ref('near_duplicates') }}
+pairs as (
+    select collect_list(named_struct('a', path_a, 'b', path_b)) as pairs from {{ ref('near_duplicates') }}
 ),
-hop0 as (
-    select path, path as group_id from images
-){% for i in range(1, hops + 1) %},
-hop{{ i }} as (
-    select n.path, min(h.group_id) as group_id
-    from neighbours n
-    join hop{{ i - 1 }} h on h.path = n.other
-    group by n.path
-){% endfor %}
-select i.path, i.label, h.group_id
+components as (
+    select c.path, c.group_id as component
+    from pairs
+    lateral view inline(duplicate_groups(pairs)) c
+),
+groups as (
+    select c.path, min(c.path) over (partition by c.component) as group_id
+    from components c
+    join images i on i.path = c.path
+)
+select i.path, i.label, coalesce(g.group_id, i.path) as group_id
 from images i
-join hop{{ hops }} h on h.path = i.path
+left join groups g on g.path = i.path
