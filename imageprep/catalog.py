@@ -26,10 +26,14 @@ def register_relation(spark, name: str, entry: dict, warehouse: Warehouse) -> No
 def read_table(spark, warehouse: Warehouse, entry: dict):
     """A table's version as the catalog entry names it, with the schema the build kept in the
     entry, so no Parquet footer is read to infer it."""
+    return spark.read.schema(table_schema(entry)).parquet(str(warehouse.root / entry["version"]))
+
+
+def table_schema(entry: dict):
+    """The Spark schema a table's catalog entry keeps (partition columns included)."""
     from pyspark.sql.types import StructType
 
-    schema = StructType.fromJson(json.loads(entry["schema"]))
-    return spark.read.schema(schema).parquet(str(warehouse.root / entry["version"]))
+    return StructType.fromJson(json.loads(entry["schema"]))
 
 
 def register_warehouse(spark, warehouse: Warehouse) -> list[str]:

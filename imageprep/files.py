@@ -382,6 +382,12 @@ def location(where: str | os.PathLike, spark=None, settings: dict[str, Any] | No
     return StoragePath(uri, lambda: files_for(uri, spark, settings))
 
 
+def pyarrow_reads(where) -> bool:
+    """Whether PyArrow reads a folder or file: a local path, or a URI of a PyArrow file system."""
+    return isinstance(where, (str, os.PathLike)) and not is_uri(str(where)) or \
+        isinstance(where, StoragePath) and isinstance(where.files, ArrowFiles)
+
+
 def arrow_filesystem(where: str | os.PathLike | StoragePath):
     """(a `pyarrow.fs.FileSystem`, the path on it) for a plain path or a URI PyArrow reads; for
     readers that hand the file system to PyArrow itself (Parquet footers, the training loader). A

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote
 
+from . import files, merge_keys
 from .catalog import read_table
 from .connect import is_connect
 from .errors import ProjectError
@@ -101,39 +102,86 @@ def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming,
     # Rows leave the table when the query replaces their key (merge) or delete_where holds for
     # them. Files without such rows are kept as they are; the others are rewritten without them.
     # Each row is known by its file and its position in it (stable, unlike generated ids).
-    tagged = _tag_rows(old)
-    leaving = _rows_to_delete(spark, model, tagged)
-    if strategy == "merge":
-        keys = _as_list(model.config["unique_key"])
+    keys = _as_list(model.config["unique_key"]) if strategy == "merge" else []
+    if keys:
         incoming = incoming.cache()  # computed once: for its keys, then written
         cached.append(incoming)
-        replaced = tagged.join(incoming.select(*keys).distinct(), keys, "left_semi").select("__file", "__row")
-        leaving = replaced if leaving is None else leaving.unionByName(replaced)
-    files = data_files(current)
-    touched: set[Path] = set()
-    survivors = None
-    if leaving is not None:
-        leaving = leaving.distinct().cache()
-        cached.append(leaving)
-        touched_uris = sorted(r["__file"] for r in leaving.select("__file").distinct().collect())
-        touched = {_relative_to_version(uri, current.name) for uri in touched_uris}
-        if touched_uris:  # only the files that lose rows are read again, and rewritten without them
-            survivors = (_tag_rows(spark.read.schema(old.schema).parquet(*touched_uris))
-                         .join(leaving, ["__file", "__row"], "left_anti").drop("__file", "__row"))
+    deleted, new_keys = _deleted_rows_and_new_keys(spark, model, old, incoming, keys, current.name)
+    leaving = deleted
+    for relative, rows in _rows_with_keys(spark, current, old, keys, new_keys).items():
+        leaving.setdefault(relative, set()).update(rows)
+    version_files = data_files(current)
     # A merge's new rows are cached and, once their keys were looked up, computed.
-    to_write = _in_files_by_size(incoming) if strategy == "merge" else incoming
-    if survivors is not None:
-        to_write = survivors.unionByName(to_write)
+    to_write = _in_files_by_size(incoming) if keys else incoming
+    if leaving:  # only the files that lose rows are read again, and rewritten without them
+        to_write = _survivors(spark, current, old.schema, leaving).unionByName(to_write)
     # Each build adds a file, and every scan opens every file (about 1 ms each): small files are
     # gathered once there are enough of them. Only where files are rewritten anyway (merge,
     # delete_where): an append-only table stays so, and new_rows() of it gives exactly the rows
     # written since.
     compacted: dict[Path, int] = {}
     if strategy == "merge" or model.config.get("delete_where"):
-        compacted = small_files_to_compact(current, [f for f in files if f not in touched])
+        compacted = small_files_to_compact(current, [f for f in version_files if f not in leaving])
     if compacted:
         to_write = _gathered(spark, current, compacted, old.schema).unionByName(to_write)
-    return NextVersion(current, [f for f in files if f not in touched and f not in compacted], to_write)
+    return NextVersion(current, [f for f in version_files if f not in leaving and f not in compacted], to_write)
+
+
+def _deleted_rows_and_new_keys(spark, model: Model, old, incoming, keys: list[str], version_name: str):
+    """In one Spark action: the rows delete_where removes, as {file: positions}, and the distinct
+    `keys` of the query's rows (which computes the cached query). Either part may be empty."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    deleted = _rows_to_delete(spark, model, _tag_rows(old))
+    key_types = {k: incoming.schema[k].dataType for k in keys}
+    parts = []
+    if deleted is not None:
+        parts.append(deleted.select("__file", "__row", *[F.lit(None).cast(t).alias(k) for k, t in key_types.items()]))
+    if keys:
+        parts.append(incoming.select(F.lit(None).cast("string").alias("__file"), F.lit(None).cast("long").alias("__row"),
+                                     *keys).distinct())
+    found: dict[Path, set[int]] = {}
+    new_keys: list[tuple] = []
+    if not parts:
+        return found, new_keys
+    for row in reduce(lambda a, b: a.unionByName(b), parts).collect():
+        if row["__file"] is not None:
+            found.setdefault(_relative_to_version(row["__file"], version_name), set()).add(row["__row"])
+        else:
+            new_keys.append(tuple(row[k] for k in keys))
+    return found, new_keys
+
+
+def _rows_with_keys(spark, current, old, keys: list[str], wanted: list[tuple]) -> dict[Path, set[int]]:
+    """{file: positions} of the current rows whose keys the query returns: looked up with PyArrow
+    where it reads the warehouse and the keys are columns of the files (not partition folders),
+    else with a Spark join."""
+    if not wanted:
+        return {}
+    partition_columns = {part.split("=", 1)[0] for f in data_files(current) for part in f.parts[:-1] if "=" in part}
+    if files.pyarrow_reads(current) and not partition_columns & set(keys):
+        return merge_keys.rows_with_keys(current, keys, wanted)
+    lookup = spark.createDataFrame(wanted, old.select(*keys).schema)
+    found: dict[Path, set[int]] = {}
+    for row in _tag_rows(old).join(lookup, keys, "left_semi").select("__file", "__row").collect():
+        found.setdefault(_relative_to_version(row["__file"], current.name), set()).add(row["__row"])
+    return found
+
+
+def _survivors(spark, version, schema, leaving: dict[Path, set[int]]):
+    """The rows of the files in `leaving` other than the positions given for each."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    kept = []
+    for relative, rows in sorted(leaving.items()):
+        # basePath keeps the partition columns of files read one by one.
+        one = spark.read.schema(schema).option("basePath", str(version)).parquet(str(version / relative))
+        kept.append(one.where(~F.col("_metadata.row_index").isin(sorted(rows))))
+    return reduce(lambda a, b: a.unionByName(b), kept)
 
 
 def _as_list(value) -> list[str]:

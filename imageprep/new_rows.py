@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .catalog import read_table
+from .catalog import read_table, table_schema
 from .names import new_rows_view
 from .sources import read_image_folder
 from .table_writer import data_files
@@ -61,18 +61,18 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
         folder = warehouse.root / entry["version"]
         files = [str(f) for f in data_files(folder)]
         now[relation] = files
-        whole = read_table(spark, warehouse, entry)
         if seen is None:
-            frame = whole
+            frame = read_table(spark, warehouse, entry)
         else:
+            # Only the unseen files are read (each read of files costs Spark a listing of them).
             seen_files = set(seen)
             unseen = [f for f in files if f not in seen_files]
             if unseen:
                 # basePath keeps the partition columns of files read one by one.
-                frame = (spark.read.schema(whole.schema).option("basePath", str(folder))
+                frame = (spark.read.schema(table_schema(entry)).option("basePath", str(folder))
                          .parquet(*[str(folder / f) for f in unseen]))
             else:
-                frame = whole.where("false")
+                frame = spark.createDataFrame([], table_schema(entry))
         frame.createOrReplaceTempView(name)
     return now
 

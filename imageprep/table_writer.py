@@ -90,17 +90,13 @@ def _read_back(spark, warehouse: Warehouse, version, written_schema):
     it, and a warehouse PyArrow reads (local, or a URI of the file layer), no Spark job runs: the
     files are read with that schema (Spark makes every field nullable, as it does reading Parquet)
     and the rows are counted from their footers."""
-    if written_schema is not None and _pyarrow_reads(version):
+    if written_schema is not None and files.pyarrow_reads(version):
         rows = _rows_by_file(version)
         _remove_empty_files(version, rows)
         return sum(rows.values()), spark.read.schema(written_schema).parquet(str(version))
     # Partitioned (Spark types the partition columns from folder names), or reached through Hadoop.
     table = spark.read.parquet(str(version))
     return table.count(), table  # counted from Parquet footers, in a Spark job
-
-
-def _pyarrow_reads(version) -> bool:
-    return isinstance(version, Path) or isinstance(version.files, files.ArrowFiles)
 
 
 def _rows_by_file(version) -> dict[Path, int]:
