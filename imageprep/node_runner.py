@@ -25,7 +25,7 @@ from . import new_rows
 from .artifacts import NodeResult, compiled_path
 from .catalog import register_warehouse
 from .connect import label_jobs, use_scheduler_pool
-from .data_tests import run_test
+from .data_tests import count_failures_together, run_test
 from .errors import ProjectError
 from .fingerprint import TestState
 from .materialize import load_seed, materialize_model
@@ -69,22 +69,79 @@ def run_in_slot(ctx: NodeContext, node, slot: int) -> NodeResult:
     return run_node(ctx, node)
 
 
+def run_tests_in_slot(ctx: NodeContext, tests: list, slot: int) -> list[NodeResult]:
+    """run_tests_together in the scheduler's worker thread `slot`."""
+    use_scheduler_pool(ctx.spark, f"node-{slot}")
+    return run_tests_together(ctx, tests)
+
+
+def run_tests_together(ctx: NodeContext, tests: list) -> list[NodeResult]:
+    """Data tests of one model, their failing rows counted in one Spark action: each test's query
+    costs a job of its own otherwise, mostly fixed cost, as a test usually reads a few new rows.
+    A test that fails, or that Spark rejects, runs again on its own, so its examples and errors
+    are its own; so does every test if the shared action cannot run."""
+    to_check = [test for test in tests if unchanged_result(ctx, test) is None]
+    if len(to_check) < 2:
+        return [run_node(ctx, test) for test in tests]
+    started = time.perf_counter()
+    label_jobs(ctx.spark, f"tests of {ctx.compiled.graph.nodes[to_check[0].attached_to].name}")
+    together: dict[str, tuple] = {}  # unique id -> (the test's failing rows, the files it read)
+    failing = None
+    try:
+        for test in to_check:
+            try:
+                _register_sources(ctx, test)
+                seen_before = _seen_before(ctx, test, ctx.inputs.logic.get(test.unique_id), {})
+                files_now = new_rows.register(ctx.spark, ctx.warehouse, test, seen_before,
+                                              sources=ctx.compiled.sources_by_relation, listings=ctx.inputs.listings)
+                together[test.unique_id] = (ctx.spark.sql(ctx.compiled.executable_sql[test.unique_id]), files_now)
+            except Exception:  # noqa: BLE001 - Spark rejected it: its own run says why
+                continue
+        if together:
+            failing = dict(zip(together, count_failures_together([frame for frame, _ in together.values()])))
+    except Exception:  # run one by one: each test then reports its own error
+        log.debug("tests run together failed; running them one by one:\n%s", traceback.format_exc())
+        failing = None
+    finally:
+        for test in to_check:
+            new_rows.drop(ctx.spark, test)
+    share = (time.perf_counter() - started) / max(1, len(together))
+    results = []
+    for test in tests:
+        if test not in to_check:
+            results.append(unchanged_result(ctx, test) or run_node(ctx, test))
+        elif failing is None or failing.get(test.unique_id, 1):
+            results.append(run_node(ctx, test))
+        else:
+            results.append(_passed(ctx, test, together[test.unique_id][1], share))
+    return results
+
+
+def _passed(ctx: NodeContext, test, files_now: dict, seconds: float) -> NodeResult:
+    """A test that found no failing rows, recorded as run_node records it."""
+    if ctx.test_state is not None:
+        ctx.test_state.record(test.unique_id, ctx.inputs.fingerprints.get(test.unique_id), Status.PASS,
+                              logic=ctx.inputs.logic.get(test.unique_id), seen=files_now)
+    result = NodeResult(test.unique_id, test.name, test.resource_type, Status.PASS, failures=0,
+                        execution_time=seconds, materialized=test.materialized, compiled_path=_shown_sql(ctx, test))
+    log.info("%s %s (checked with the other tests of its model) %.2fs", test.unique_id, result.status, seconds)
+    return result
+
+
 def run_node(ctx: NodeContext, node) -> NodeResult:
     compiled = ctx.compiled
     project = compiled.project
     started = time.perf_counter()
     sql = compiled.executable_sql.get(node.unique_id)
-    shown_sql = str(compiled_path(project.target_path, project.name, node).relative_to(project.root))
+    shown_sql = _shown_sql(ctx, node)
+    unchanged = unchanged_result(ctx, node)
+    if unchanged is not None:
+        return unchanged
     result = NodeResult(node.unique_id, node.name, node.resource_type, Status.SUCCESS,
-                        materialized=node.materialized, compiled_path=shown_sql if sql else None)
+                        materialized=node.materialized, compiled_path=shown_sql)
     label_jobs(ctx.spark, f"{node.resource_type} {node.name}")
     fingerprint = ctx.inputs.fingerprints.get(node.unique_id)
     built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
-    if _unchanged(ctx, node, fingerprint, built):
-        result.status = Status.UNCHANGED
-        result.rows = built.get("rows")
-        result.message = "unchanged since the last build (use --full-refresh to rebuild)"
-        return result
     logic = ctx.inputs.logic.get(node.unique_id)
     try:
         _register_sources(ctx, node)
@@ -119,7 +176,7 @@ def run_node(ctx: NodeContext, node) -> NodeResult:
         result.status = Status.ERROR
         result.project_error = _rejected_by_spark(exc)
         what = "Spark rejected the SQL" if result.project_error else f"{type(exc).__name__} while running"
-        where = f" (compiled SQL: {shown_sql})" if sql else ""
+        where = f" (compiled SQL: {shown_sql})" if shown_sql else ""
         result.message = f"{node.resource_type} '{node.name}' in {node.path}: {what}{where}:\n{_spark_message(exc)}"
         log.debug("%s failed:\n%s", node.unique_id, traceback.format_exc())
     finally:
@@ -128,6 +185,26 @@ def run_node(ctx: NodeContext, node) -> NodeResult:
     log.info("%s %s %s rows=%s %.2fs %s", node.unique_id, result.status, node.materialized, result.rows,
              result.execution_time, result.message or "")
     return result
+
+
+def unchanged_result(ctx: NodeContext, node) -> NodeResult | None:
+    """The node's result if its stored result was made from exactly the same inputs (None if it
+    has work to do). Needs no Spark: a build with nothing to do does not start it."""
+    fingerprint = ctx.inputs.fingerprints.get(node.unique_id)
+    built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
+    if not _unchanged(ctx, node, fingerprint, built):
+        return None
+    return NodeResult(node.unique_id, node.name, node.resource_type, Status.UNCHANGED, rows=built.get("rows"),
+                      message="unchanged since the last build (use --full-refresh to rebuild)",
+                      materialized=node.materialized, compiled_path=_shown_sql(ctx, node))
+
+
+def _shown_sql(ctx: NodeContext, node) -> str | None:
+    """Where the node's executable SQL was written, relative to the project (None without SQL)."""
+    project = ctx.compiled.project
+    if not ctx.compiled.executable_sql.get(node.unique_id):
+        return None
+    return str(compiled_path(project.target_path, project.name, node).relative_to(project.root))
 
 
 def _rejected_by_spark(exc: Exception) -> bool:

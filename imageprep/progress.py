@@ -49,6 +49,9 @@ class Reporter:
     def spark_ready(self, version: str, seconds: float, nodes: int) -> None:
         self.echo(f"Spark {version} ready in {seconds:.1f}s; running {nodes} selected nodes")
 
+    def nothing_to_run(self) -> None:
+        self.echo("Every selected node is unchanged since the last build: nothing to run, Spark not started")
+
     def empty_folder(self, location: str) -> None:
         self.echo(f"Warning: the image folder {location} holds no files")
 

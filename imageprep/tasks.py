@@ -303,23 +303,40 @@ def execute(compiled: CompiledProject, selected: list[str], options: RunOptions,
         settings.setdefault("spark.scheduler.mode", "FAIR")  # concurrent models share the cores
     if project.warehouse_outside_project(target):
         reporter.warehouse_outside(project.warehouse_for(target))
-    reporter.starting_spark(target.shown_location, project.name, target.name)
-    spark = create_session(target.master, app_name=project.name, settings=settings)
-    reporter.spark_ready(spark.version, time.perf_counter() - started,
-                         sum(graph.nodes[u].resource_type in (MODEL, SEED, TEST) for u in selected))
-    warehouse = Warehouse.for_target(project, target, spark).begin_build()
-    test_state = TestState(warehouse.root)
     to_run = [uid for uid in selected if graph.nodes[uid].resource_type in RUNS[options.command]]
+    spark = None
+
+    def session():
+        """The Spark session, started the first time a node has work to do (or a file system
+        needs Hadoop): a build with nothing to do does not wait for Spark."""
+        nonlocal spark
+        if spark is None:
+            reporter.starting_spark(target.shown_location, project.name, target.name)
+            starting = time.perf_counter()
+            spark = create_session(target.master, app_name=project.name, settings=settings)
+            reporter.spark_ready(spark.version, time.perf_counter() - starting,
+                                 sum(graph.nodes[u].resource_type in (MODEL, SEED, TEST) for u in selected))
+        return spark
+
+    warehouse = Warehouse.for_target(project, target, session).begin_build()
+    test_state = TestState(warehouse.root)
 
     def one_pass() -> tuple[PassInputs, list[NodeResult]]:
-        inputs = fingerprint_nodes(compiled, spark)
+        inputs = fingerprint_nodes(compiled, spark or session)
         for relation, listing in inputs.listings.items():
             if not listing.files:
                 reporter.empty_folder(compiled.sources_by_relation[relation].location)
         context = node_runner.NodeContext(spark, warehouse, compiled, inputs, test_state, options.full_refresh)
-        node_runner.prepare_session(spark, warehouse)
+        if spark is None and all(node_runner.unchanged_result(context, graph.nodes[uid]) for uid in to_run):
+            reporter.nothing_to_run()
+            results = run_in_order(graph, to_run, lambda node, slot: node_runner.unchanged_result(context, node),
+                                   threads, options.fail_fast, reporter.node_done)
+            return inputs, results
+        context.spark = session()
+        node_runner.prepare_session(context.spark, warehouse)
         results = run_in_order(graph, to_run, partial(node_runner.run_in_slot, context), threads,
-                               options.fail_fast, reporter.node_done)
+                               options.fail_fast, reporter.node_done,
+                               run_together=partial(node_runner.run_tests_in_slot, context))
         return inputs, results
 
     inputs, results = one_pass()
@@ -328,7 +345,7 @@ def execute(compiled: CompiledProject, selected: list[str], options: RunOptions,
         # the tables agree with the folder as it is now, not as it was listed.
         if any(r.status.failed for r in results):
             break
-        gone = files_gone(spark, compiled.sources_by_relation, inputs.listings)
+        gone = files_gone(spark or session, compiled.sources_by_relation, inputs.listings)
         if not gone:
             break
         reporter.files_gone(len(gone))

@@ -279,3 +279,43 @@ def test_views_that_read_views_are_created_in_rounds():
 
     assert create_views_in_rounds({n: {"reads": r} for n, r in reads.items()}, create) == \
         ["z_base", "m_middle", "a_top"]
+
+
+def test_a_build_with_nothing_to_do_does_not_start_spark(spark, tmp_path, capsys):
+    root = write_project(tmp_path / "p", {
+        "models/numbers.sql": "select id from values (1), (2) as t(id)",
+        "models/schema.yml": "models:\n  - name: numbers\n    columns:\n      - name: id\n        tests: [not_null]\n",
+    })
+    code, first, _ = run_cli(capsys, "build", "--project-dir", str(root))
+    assert code == 0 and "Starting Spark" in first
+    code, again, _ = run_cli(capsys, "build", "--project-dir", str(root))
+    assert code == 0
+    assert "Starting Spark" not in again and "nothing to run, Spark not started" in again
+    assert {r["status"] for r in results(root).values()} == {"skipped: unchanged"}
+    (root / "models/numbers.sql").write_text("select id from values (1), (2), (3) as t(id)")
+    code, changed, _ = run_cli(capsys, "build", "--project-dir", str(root))
+    assert code == 0 and "Starting Spark" in changed and results(root)["numbers"]["rows"] == 3
+
+
+def test_tests_of_one_model_run_together_and_each_reports_its_own_outcome(spark, tmp_path, capsys):
+    root = write_project(tmp_path / "p", {
+        "models/people.sql": "select * from values (1, 'ann'), (2, null), (3, 'cy') as t(id, name)",
+        "models/schema.yml": """
+            models:
+              - name: people
+                columns:
+                  - name: id
+                    tests: [not_null, unique]
+                  - name: name
+                    tests: [not_null]
+            """,
+        "tests/no_such_column.sql": "select * from {{ ref('people') }} where nickname is null",
+    })
+    code, _, _ = run_cli(capsys, "build", "--project-dir", str(root))
+    res = results(root)
+    assert res["not_null_people_id"]["status"] == "pass" and res["unique_people_id"]["status"] == "pass"
+    assert res["not_null_people_name"]["status"] == "fail" and res["not_null_people_name"]["failures"] == 1
+    assert "nickname" in res["no_such_column"]["message"] and res["no_such_column"]["status"] == "error"
+    log = (root / "target/runner.log").read_text()
+    assert "test.demo.not_null_people_id pass (checked with the other tests of its model)" in log
+    assert code != 0
