@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote
 
-from . import files, merge_keys
+from . import files, parquet_rows
 from .catalog import read_table
 from .connect import is_connect
 from .errors import ProjectError
@@ -64,11 +64,13 @@ def strategy_of(model: Model) -> str:
 @dataclass
 class NextVersion:
     """What an incremental build writes: the files of the current version that stay as they are
-    (`keep`, relative to the folder `current`), and the rows written beside them."""
+    (`keep`, relative to the folder `current`), those copied without the rows at some positions
+    (`rewrite`), and the rows written beside them."""
 
     current: object  # a Path, or a StoragePath on a URI warehouse
     keep: list[Path]
     rows: object  # a DataFrame
+    rewrite: dict[Path, set[int]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -113,7 +115,12 @@ def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming,
     version_files = data_files(current)
     # A merge's new rows are cached and, once their keys were looked up, computed.
     to_write = _in_files_by_size(incoming) if keys else incoming
-    if leaving:  # only the files that lose rows are read again, and rewritten without them
+    # Only the files that lose rows are read again, and copied without them: with PyArrow where
+    # it reads the warehouse (no Spark job), else in the Spark job that writes the new rows.
+    rewrite: dict[Path, set[int]] = {}
+    if leaving and files.pyarrow_reads(current):
+        rewrite = leaving
+    elif leaving:
         to_write = _survivors(spark, current, old.schema, leaving).unionByName(to_write)
     # Each build adds a file, and every scan opens every file (about 1 ms each): small files are
     # gathered once there are enough of them. Only where files are rewritten anyway (merge,
@@ -124,7 +131,8 @@ def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming,
         compacted = small_files_to_compact(current, [f for f in version_files if f not in leaving])
     if compacted:
         to_write = _gathered(spark, current, compacted, old.schema).unionByName(to_write)
-    return NextVersion(current, [f for f in version_files if f not in leaving and f not in compacted], to_write)
+    return NextVersion(current, [f for f in version_files if f not in leaving and f not in compacted], to_write,
+                       rewrite)
 
 
 def _deleted_rows_and_new_keys(spark, model: Model, old, incoming, keys: list[str], version_name: str):
@@ -162,7 +170,7 @@ def _rows_with_keys(spark, current, old, keys: list[str], wanted: list[tuple]) -
         return {}
     partition_columns = {part.split("=", 1)[0] for f in data_files(current) for part in f.parts[:-1] if "=" in part}
     if files.pyarrow_reads(current) and not partition_columns & set(keys):
-        return merge_keys.rows_with_keys(current, keys, wanted)
+        return parquet_rows.rows_with_keys(current, data_files(current), keys, wanted)
     lookup = spark.createDataFrame(wanted, old.select(*keys).schema)
     found: dict[Path, set[int]] = {}
     for row in _tag_rows(old).join(lookup, keys, "left_semi").select("__file", "__row").collect():

@@ -43,7 +43,8 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
     if kind == "incremental" and incremental:
         with next_version(spark, model, query, warehouse, table.partition_by) as next_one:
             return write_version(spark, warehouse, table, next_one.rows, provenance,
-                                 keep_from=next_one.current, keep=next_one.keep)
+                                 keep_from=next_one.current, keep=next_one.keep,
+                                 rewrite=next_one.rewrite)
     return write_version(spark, warehouse, table, query, provenance)
 
 

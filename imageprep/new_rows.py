@@ -11,10 +11,11 @@ the table version it wrote (Warehouse.seen_by), a data test beside its last pass
 (fingerprint.TestState). A node with nothing remembered (a first build, --full-refresh, a model
 or test whose logic changed, a test that did not pass) reads every row.
 
-The rows may include some the node has seen: a file rewritten because some of its rows were
-deleted holds the others too, and so does a file that gathered small ones. An incremental model
-keeps its anti-join on {{ this }} for them; a row-by-row test checks them again, which is
-harmless.
+A file a merge copied without some rows (parquet_rows.rewrite_without) holds only rows of the
+file it was copied from, so it is not new to a node that read that file. The rows may still
+include some the node has seen: a file that gathered small ones holds them, and so does a file
+Spark rewrote where PyArrow cannot reach the warehouse. An incremental model keeps its anti-join
+on {{ this }} for them; a row-by-row test checks them again, which is harmless.
 
 A folder of images (a source with `format: images`) is one row per file: its new rows are the
 files whose (path, size, modification time) the node has not seen, and Spark opens no other.
@@ -27,6 +28,7 @@ import hashlib
 
 from .catalog import read_table, table_schema
 from .names import new_rows_view
+from .parquet_rows import origin_of
 from .sources import read_image_folder
 from .table_writer import data_files
 
@@ -65,8 +67,9 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
             frame = read_table(spark, warehouse, entry)
         else:
             # Only the unseen files are read (each read of files costs Spark a listing of them).
-            seen_files = set(seen)
-            unseen = [f for f in files if f not in seen_files]
+            # A file a rewrite copied from one the node read holds only rows it read.
+            seen_files = {origin_of(f) for f in seen}
+            unseen = [f for f in files if origin_of(f) not in seen_files]
             if unseen:
                 # basePath keeps the partition columns of files read one by one.
                 frame = (spark.read.schema(table_schema(entry)).option("basePath", str(folder))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from . import files, normalization
+from . import files, normalization, parquet_rows
 from .errors import ProjectError
 from .nodes import Model
 from .warehouse import Warehouse
@@ -55,20 +55,23 @@ class Written:
 
 
 def write_version(spark, warehouse: Warehouse, table: TableSpec, frame, provenance: Provenance = Provenance(),
-                  keep_from=None, keep: Sequence[Path] = ()) -> Written:
+                  keep_from=None, keep: Sequence[Path] = (), rewrite: dict[Path, set[int]] | None = None) -> Written:
     """Write `frame` as a new version of `table`, publish it and register it by name.
 
     `keep`: files of the version folder `keep_from` (the current one), relative to it, that the new
-    version takes over as they are."""
+    version takes over as they are; `rewrite`: files of it that the new version takes over without
+    the rows at the positions given (copied with PyArrow: parquet_rows.rewrite_without)."""
     # A normalization record in `meta` goes into the files' schema too (annotate reads a model config).
     frame = normalization.annotate(frame, {"meta": table.meta})
     version = warehouse.new_version_folder(table.name)
     try:
         for relative in keep:
             _link_or_copy(keep_from / relative, version / relative)
+        for relative, positions in sorted((rewrite or {}).items()):
+            parquet_rows.rewrite_without(keep_from / relative, version, relative, positions)
         # Appending only beside the kept files: a version folder is otherwise new and empty.
         # ("error" is Spark Connect's only name for errorifexists.)
-        writer = frame.write.mode("append" if keep else "error").options(**table.options)
+        writer = frame.write.mode("append" if keep or rewrite else "error").options(**table.options)
         if table.partition_by:
             writer = writer.partitionBy(*table.partition_by)
         writer.parquet(str(version))

@@ -32,7 +32,7 @@
 {%- set normalization = choice_var('normalization', ['zero_one', 'minus_one_one', 'standard', 'imagenet']) -%}
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ ref('splits') ~ " s join " ~ ref('images_resized')
+    delete_where="not exists (select 1 from " ~ ref('splits') ~ " s join " ~ ref('stg_images')
                  ~ " r on r.path = s.path where s.split = '" ~ split_name ~ "' and s.path = " ~ this_set ~ ".path"
                  ~ " and r.content_sha256 = " ~ this_set ~ ".content_sha256)",
     full_refresh_when="exists (select label, label_index, size(label_onehot) from " ~ this_set

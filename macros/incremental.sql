@@ -2,9 +2,10 @@
 
 {#- delete_where of a table derived from images_resized: its rows for images that were deleted or
     changed since (a changed file has a new content_sha256). `images`: the (path, content_sha256)
-    rows still wanted, images_resized by default. -#}
+    rows still wanted; by default stg_images, which holds them for every image of images_resized
+    without the pixels, so the check reads a narrow table instead of planning a scan of the images. -#}
 {% macro image_is_gone(images=none) -%}
-    {{- return("not exists (select 1 from " ~ (images or ref('images_resized')) ~ " g where g.path = " ~ this
+    {{- return("not exists (select 1 from " ~ (images or ref('stg_images')) ~ " g where g.path = " ~ this
                ~ ".path and g.content_sha256 = " ~ this ~ ".content_sha256)") -}}
 {%- endmacro %}
 

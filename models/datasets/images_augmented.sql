@@ -11,7 +11,7 @@
 {%- set histogram_bins = int_var('histogram_bins', min=1, max=256) %}
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
-    delete_where=image_is_gone("(select r.path, r.content_sha256 from " ~ ref('images_resized') ~ " r join "
+    delete_where=image_is_gone("(select r.path, r.content_sha256 from " ~ ref('stg_images') ~ " r join "
                                ~ ref('splits') ~ " s on s.path = r.path and s.split = 'train')")
 ) }}
 select

@@ -1,0 +1,86 @@
+"""Rows of a table version's Parquet files by position, with PyArrow instead of Spark jobs.
+
+An incremental merge replaces the rows whose unique_key the query returns and removes those
+delete_where names. The query's keys are few (the new and changed rows); the table's are all of
+its rows. Reading just the key columns of each file with PyArrow costs milliseconds, where a
+Spark job costs a scan planned by file bytes (a task per 16 MB of images, though only the keys
+are read) and several stages. A file that loses rows is copied without them, again with PyArrow:
+a copy of Parquet to Parquet with the same schema, footer metadata and compression, rather than
+a Spark job that decodes the file into rows and encodes them again.
+
+Rows are known by their file and their position in it, as Spark's `_metadata.row_index` counts
+them. A copy is named after the file it was copied from (`<origin>.rewrite-<id>.parquet`): its rows
+are some of that file's, so a node that read any file of the same origin has read all of them
+(new_rows() uses that: deleting one image does not make its neighbours in the file new rows for
+every table downstream).
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+from . import files
+
+
+def rows_with_keys(version, data_files: list[Path], keys: list[str], wanted: list[tuple]) -> dict[Path, set[int]]:
+    """Positions of the rows of each of `data_files` (relative to the folder `version`) whose `keys`
+    columns equal one of the `wanted` tuples (NULL matches nothing, as in SQL); files without
+    such rows are left out."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    filesystem, base = files.arrow_filesystem(version)
+    found: dict[Path, set[int]] = {}
+    if not wanted:
+        return found
+    for relative in data_files:
+        table = pq.read_table(f"{base}/{relative}", columns=keys, filesystem=filesystem)
+        if table.num_rows == 0:
+            continue
+        # The wanted keys typed as the file types them, so the join compares like with like.
+        lookup = pa.Table.from_pylist([dict(zip(keys, row)) for row in wanted], schema=table.schema)
+        table = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+        matched = table.join(lookup, keys, join_type="left semi")
+        if matched.num_rows:
+            found[relative] = set(matched.column("__row").to_pylist())
+    return found
+
+
+def origin_of(name: str) -> str:
+    """The file a data file's rows all come from: itself, or the file a rewrite copied them from
+    (a file name or a path relative to its version folder)."""
+    return _REWRITE_MARK.sub("", name)
+
+
+_REWRITE_MARK = re.compile(r"\.rewrite-[0-9a-f]+(?=\.parquet$)")
+
+
+def rewrite_without(source, target_folder, relative: Path, positions: set[int]) -> Path | None:
+    """Copy the Parquet file `source` into `target_folder` (at `relative`'s folder, under a new
+    name) without the rows at `positions`; its path relative to `target_folder`, or None when no
+    row is left (no file is written). Schema, footer metadata (Spark's schema, a normalization
+    record), compression and INT96 timestamps are kept, so Spark and PyArrow read the copy as
+    they read the original."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    filesystem, path = files.arrow_filesystem(source)
+    parquet = pq.ParquetFile(path, filesystem=filesystem)
+    table = parquet.read()
+    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), pa.array(sorted(positions), pa.int64())))
+    table = table.filter(keep)
+    if table.num_rows == 0:
+        return None
+    metadata = parquet.metadata
+    column_types = [metadata.schema.column(i).physical_type for i in range(len(metadata.schema))]
+    compression = metadata.row_group(0).column(0).compression if metadata.num_row_groups else "SNAPPY"
+    compression = "none" if compression == "UNCOMPRESSED" else compression.lower()
+    rows_per_group = max((metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)), default=1)
+    written = relative.parent / f"{origin_of(relative.name).removesuffix('.parquet')}.rewrite-{uuid.uuid4().hex}.parquet"
+    out_filesystem, out_base = files.arrow_filesystem(target_folder)
+    out_filesystem.create_dir(f"{out_base}/{written.parent}", recursive=True)
+    pq.write_table(table, f"{out_base}/{written}", filesystem=out_filesystem, compression=compression,
+                   row_group_size=max(1, rows_per_group), use_deprecated_int96_timestamps="INT96" in column_types)
+    return written
