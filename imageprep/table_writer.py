@@ -116,15 +116,17 @@ def _rows_by_file(version) -> dict[Path, int]:
 
 def _remove_empty_files(version, rows: dict[Path, int]) -> None:
     """Spark writes a file even for no rows (to keep the schema); where other files of the version
-    hold rows, such a file is only one more file for every later scan to open."""
+    hold rows, such a file is only one more file for every later scan to open. A version with no
+    rows at all keeps one, for its schema (an empty incremental table would otherwise gain one
+    each build)."""
+    empty = [relative for relative, count in rows.items() if count == 0]
     if not any(rows.values()):
-        return
-    for relative, count in rows.items():
-        if count == 0:
-            (version / relative).unlink()
-            checksum = version / relative.parent / f".{relative.name}.crc"  # Hadoop's, on a local disk
-            if checksum.exists():
-                checksum.unlink()
+        empty = empty[1:]
+    for relative in empty:
+        (version / relative).unlink()
+        checksum = version / relative.parent / f".{relative.name}.crc"  # Hadoop's, on a local disk
+        if checksum.exists():
+            checksum.unlink()
 
 
 def data_files(version) -> list[Path]:

@@ -272,6 +272,17 @@ def test_delete_where_removes_rows_and_rewrites_only_the_files_holding_them(spar
     assert all(pq.read_metadata(f).num_rows for f in version_folder(root).rglob("*.parquet"))
 
 
+def test_an_empty_incremental_table_keeps_one_file_build_after_build(spark, tmp_path, capsys):
+    # Spark writes an empty file for no rows; kept beside the last build's, they would pile up.
+    root = write_project(tmp_path, {"models/inc.sql": """
+        {{ config(materialized='incremental', unique_key='id') }}
+        select id, tag from {{ ref('src') }} where id < 0
+        """})
+    for hi in (2, 3, 4):
+        assert build_incremental(capsys, root, lo=0, hi=hi)[0] == 0
+    assert table(root) == [] and len(current_files(root)) == 1
+
+
 def test_delete_where_that_is_not_sql_names_the_model(spark, tmp_path, capsys):
     root = write_project(tmp_path, {"models/inc.sql": """
         {{ config(materialized='incremental', delete_where="no_such_column > 1") }}
