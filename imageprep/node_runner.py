@@ -80,7 +80,8 @@ def run_tests_together(ctx: NodeContext, tests: list) -> list[NodeResult]:
     costs a job of its own otherwise, mostly fixed cost, as a test usually reads a few new rows.
     A test that fails, or that Spark rejects, runs again on its own, so its examples and errors
     are its own; so does every test if the shared action cannot run."""
-    to_check = [test for test in tests if unchanged_result(ctx, test) is None]
+    unchanged = {test.unique_id: unchanged_result(ctx, test) for test in tests}
+    to_check = [test for test in tests if unchanged[test.unique_id] is None]
     if len(to_check) < 2:
         return [run_node(ctx, test) for test in tests]
     started = time.perf_counter()
@@ -108,8 +109,8 @@ def run_tests_together(ctx: NodeContext, tests: list) -> list[NodeResult]:
     share = (time.perf_counter() - started) / max(1, len(together))
     results = []
     for test in tests:
-        if test not in to_check:
-            results.append(unchanged_result(ctx, test) or run_node(ctx, test))
+        if unchanged[test.unique_id] is not None:
+            results.append(unchanged[test.unique_id])
         elif failing is None or failing.get(test.unique_id, 1):
             results.append(run_node(ctx, test))
         else:
@@ -119,29 +120,34 @@ def run_tests_together(ctx: NodeContext, tests: list) -> list[NodeResult]:
 
 def _passed(ctx: NodeContext, test, files_now: dict, seconds: float) -> NodeResult:
     """A test that found no failing rows, recorded as run_node records it."""
-    if ctx.test_state is not None:
-        ctx.test_state.record(test.unique_id, ctx.inputs.fingerprints.get(test.unique_id), Status.PASS,
-                              logic=ctx.inputs.logic.get(test.unique_id), seen=files_now)
+    _remember_test(ctx, test, Status.PASS, files_now)
     result = NodeResult(test.unique_id, test.name, test.resource_type, Status.PASS, failures=0,
                         execution_time=seconds, materialized=test.materialized, compiled_path=_shown_sql(ctx, test))
     log.info("%s %s (checked with the other tests of its model) %.2fs", test.unique_id, result.status, seconds)
     return result
 
 
+def _remember_test(ctx: NodeContext, test, status: Status, files_now: dict) -> None:
+    """Record a test's outcome with its fingerprint and the files it read (for the next run)."""
+    if ctx.test_state is not None:
+        ctx.test_state.record(test.unique_id, ctx.inputs.fingerprints.get(test.unique_id), status,
+                              logic=ctx.inputs.logic.get(test.unique_id), seen=files_now)
+
+
 def run_node(ctx: NodeContext, node) -> NodeResult:
     compiled = ctx.compiled
     project = compiled.project
     started = time.perf_counter()
-    sql = compiled.executable_sql.get(node.unique_id)
-    shown_sql = _shown_sql(ctx, node)
-    unchanged = unchanged_result(ctx, node)
+    built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
+    unchanged = unchanged_result(ctx, node, built)
     if unchanged is not None:
         return unchanged
+    sql = compiled.executable_sql.get(node.unique_id)
+    shown_sql = _shown_sql(ctx, node)
     result = NodeResult(node.unique_id, node.name, node.resource_type, Status.SUCCESS,
                         materialized=node.materialized, compiled_path=shown_sql)
     label_jobs(ctx.spark, f"{node.resource_type} {node.name}")
     fingerprint = ctx.inputs.fingerprints.get(node.unique_id)
-    built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
     logic = ctx.inputs.logic.get(node.unique_id)
     try:
         _register_sources(ctx, node)
@@ -168,8 +174,7 @@ def run_node(ctx: NodeContext, node) -> NodeResult:
             result.status, result.failures, result.examples = outcome.status, outcome.failures, outcome.examples
             if outcome.failures:
                 result.message = f"{outcome.failures} failing row{'s' * (outcome.failures != 1)}"
-            if ctx.test_state is not None:
-                ctx.test_state.record(node.unique_id, fingerprint, outcome.status, logic=logic, seen=files_now)
+            _remember_test(ctx, node, outcome.status, files_now)
     except ProjectError as exc:
         result.status, result.message, result.project_error = Status.ERROR, str(exc), True
     except Exception as exc:  # Spark rejected the SQL, or a function failed on the data
@@ -187,11 +192,13 @@ def run_node(ctx: NodeContext, node) -> NodeResult:
     return result
 
 
-def unchanged_result(ctx: NodeContext, node) -> NodeResult | None:
+def unchanged_result(ctx: NodeContext, node, built: dict | None = None) -> NodeResult | None:
     """The node's result if its stored result was made from exactly the same inputs (None if it
-    has work to do). Needs no Spark: a build with nothing to do does not start it."""
+    has work to do). Needs no Spark: a build with nothing to do does not start it. `built`: the
+    node's catalog entry, when the caller has read the catalog already."""
     fingerprint = ctx.inputs.fingerprints.get(node.unique_id)
-    built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
+    if built is None:
+        built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
     if not _unchanged(ctx, node, fingerprint, built):
         return None
     return NodeResult(node.unique_id, node.name, node.resource_type, Status.UNCHANGED, rows=built.get("rows"),

@@ -327,11 +327,16 @@ def execute(compiled: CompiledProject, selected: list[str], options: RunOptions,
             if not listing.files:
                 reporter.empty_folder(compiled.sources_by_relation[relation].location)
         context = node_runner.NodeContext(spark, warehouse, compiled, inputs, test_state, options.full_refresh)
-        if spark is None and all(node_runner.unchanged_result(context, graph.nodes[uid]) for uid in to_run):
-            reporter.nothing_to_run()
-            results = run_in_order(graph, to_run, lambda node, slot: node_runner.unchanged_result(context, node),
-                                   threads, options.fail_fast, reporter.node_done)
-            return inputs, results
+        if spark is None:
+            catalog = warehouse.catalog()
+            unchanged = {uid: node_runner.unchanged_result(context, graph.nodes[uid],
+                                                           catalog.get(graph.nodes[uid].name) or {})
+                         for uid in to_run}
+            if all(unchanged.values()):
+                reporter.nothing_to_run()
+                results = run_in_order(graph, to_run, lambda node, slot: unchanged[node.unique_id],
+                                       threads, options.fail_fast, reporter.node_done)
+                return inputs, results
         context.spark = session()
         node_runner.prepare_session(context.spark, warehouse)
         results = run_in_order(graph, to_run, partial(node_runner.run_in_slot, context), threads,
