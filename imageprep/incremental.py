@@ -97,10 +97,11 @@ def _plan(spark, model: Model, query, warehouse, partition_by: tuple[str, ...], 
         replaced = {tuple(str(r[c]) for c in partition_by) for r in incoming.select(*partition_by).distinct().collect()}
         keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
         return NextVersion(current, keep, incoming)
-    return _append_or_merge(spark, model, strategy, current, old, incoming, cached)
+    return _append_or_merge(spark, model, strategy, current, old, incoming, partition_by, cached)
 
 
-def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming, cached: list) -> NextVersion:
+def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming, partition_by: tuple[str, ...],
+                     cached: list) -> NextVersion:
     # Rows leave the table when the query replaces their key (merge) or delete_where holds for
     # them. Files without such rows are kept as they are; the others are rewritten without them.
     # Each row is known by its file and its position in it (stable, unlike generated ids).
@@ -108,11 +109,11 @@ def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming,
     if keys:
         incoming = incoming.cache()  # computed once: for its keys, then written
         cached.append(incoming)
-    deleted, new_keys = _deleted_rows_and_new_keys(spark, model, old, incoming, keys, current.name)
-    leaving = deleted
-    for relative, rows in _rows_with_keys(spark, current, old, keys, new_keys).items():
-        leaving.setdefault(relative, set()).update(rows)
     version_files = data_files(current)
+    leaving, new_keys = _deleted_rows_and_new_keys(spark, model, old, incoming, keys, current.name)
+    replaced = _rows_with_keys(spark, current, version_files, old, keys, new_keys, partition_by)
+    for relative, rows in replaced.items():
+        leaving.setdefault(relative, set()).update(rows)
     # A merge's new rows are cached and, once their keys were looked up, computed.
     to_write = _in_files_by_size(incoming) if keys else incoming
     # Only the files that lose rows are read again, and copied without them: with PyArrow where
@@ -150,31 +151,31 @@ def _deleted_rows_and_new_keys(spark, model: Model, old, incoming, keys: list[st
     if keys:
         parts.append(incoming.select(F.lit(None).cast("string").alias("__file"), F.lit(None).cast("long").alias("__row"),
                                      *keys).distinct())
-    found: dict[Path, set[int]] = {}
-    new_keys: list[tuple] = []
     if not parts:
-        return found, new_keys
-    for row in reduce(lambda a, b: a.unionByName(b), parts).collect():
-        if row["__file"] is not None:
-            found.setdefault(_relative_to_version(row["__file"], version_name), set()).add(row["__row"])
-        else:
-            new_keys.append(tuple(row[k] for k in keys))
-    return found, new_keys
+        return {}, []
+    rows = reduce(lambda a, b: a.unionByName(b), parts).collect()
+    return (_by_file([r for r in rows if r["__file"] is not None], version_name),
+            [tuple(r[k] for k in keys) for r in rows if r["__file"] is None])
 
 
-def _rows_with_keys(spark, current, old, keys: list[str], wanted: list[tuple]) -> dict[Path, set[int]]:
+def _rows_with_keys(spark, current, version_files: list[Path], old, keys: list[str], wanted: list[tuple],
+                    partition_by: tuple[str, ...]) -> dict[Path, set[int]]:
     """{file: positions} of the current rows whose keys the query returns: looked up with PyArrow
     where it reads the warehouse and the keys are columns of the files (not partition folders),
     else with a Spark join."""
     if not wanted:
         return {}
-    partition_columns = {part.split("=", 1)[0] for f in data_files(current) for part in f.parts[:-1] if "=" in part}
-    if files.pyarrow_reads(current) and not partition_columns & set(keys):
-        return parquet_rows.rows_with_keys(current, data_files(current), keys, wanted)
+    if files.pyarrow_reads(current) and not set(partition_by) & set(keys):
+        return parquet_rows.rows_with_keys(current, version_files, keys, wanted)
     lookup = spark.createDataFrame(wanted, old.select(*keys).schema)
+    return _by_file(_tag_rows(old).join(lookup, keys, "left_semi").select("__file", "__row").collect(), current.name)
+
+
+def _by_file(rows, version_name: str) -> dict[Path, set[int]]:
+    """(__file, __row) rows as {file relative to the version folder: positions}."""
     found: dict[Path, set[int]] = {}
-    for row in _tag_rows(old).join(lookup, keys, "left_semi").select("__file", "__row").collect():
-        found.setdefault(_relative_to_version(row["__file"], current.name), set()).add(row["__row"])
+    for row in rows:
+        found.setdefault(_relative_to_version(row["__file"], version_name), set()).add(row["__row"])
     return found
 
 

@@ -68,10 +68,10 @@ def write_version(spark, warehouse: Warehouse, table: TableSpec, frame, provenan
     try:
         for relative in keep:
             _link_or_copy(keep_from / relative, version / relative)
-        # One file per core at a time: PyArrow decodes and encodes without holding the GIL.
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            list(pool.map(lambda item: parquet_rows.rewrite_without(keep_from / item[0], version, *item),
-                          sorted((rewrite or {}).items())))
+        if rewrite:  # one file per core at a time: PyArrow decodes and encodes without holding the GIL
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                list(pool.map(lambda item: parquet_rows.rewrite_without(keep_from / item[0], version, *item),
+                              sorted(rewrite.items())))
         # Appending only beside the kept files: a version folder is otherwise new and empty.
         # ("error" is Spark Connect's only name for errorifexists.)
         writer = frame.write.mode("append" if keep or rewrite else "error").options(**table.options)
