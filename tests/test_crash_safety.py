@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from imageprep.cli import main
 from runner_helpers import TABLES, copy_example, read_table, rows_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,12 @@ def start_build(project: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def build_here(project: Path, *extra: str) -> None:
+    """A build that is not killed, in this process on the test run's Spark session (a new JVM per
+    build would double these tests' time; the killed builds need their own processes)."""
+    assert main(["build", "--project-dir", str(project), "--vars", json.dumps(VARS), *extra]) == 0
+
+
 def build_killed_at(project: Path, when: str, table: str, *extra: str) -> None:
     """Run a build that SIGKILLs itself at `when` ("before"/"after" publishing `table`, or "commit")."""
     # Output to a file, not a pipe: nothing waits on the end of a stream that a process outside the
@@ -109,9 +116,7 @@ def images(tmp_path_factory):
 def test_killed_builds_leave_last_good_tables_and_the_next_build_recovers(spark, tmp_path, images):
     clean = copy_example(tmp_path / "clean")
     VARS["images_path"] = str(images)
-    done = subprocess.run([sys.executable, str(RUNNER), "build", "--project-dir", str(clean), "--vars", json.dumps(VARS)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:]
+    build_here(clean)
     expected = tables(clean)
     assert len(expected["stg_images"]) == 120
 
@@ -125,9 +130,7 @@ def test_killed_builds_leave_last_good_tables_and_the_next_build_recovers(spark,
         # Every table still reads, whole, at its last good version.
         assert tables(crashed) == expected, f"tables changed after a kill {when} {table}"
 
-    process = start_build(crashed)
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output[-3000:]
+    build_here(crashed)
     assert tables(crashed) == expected
     # Old versions and those the killed builds never committed were cleaned up: at most the current
     # and the previous one remain.
@@ -140,9 +143,7 @@ def test_killed_incremental_builds_keep_the_tables_and_the_next_build_equals_a_f
 
     VARS["images_path"] = str(images)
     project = copy_example(tmp_path / "project")
-    process = start_build(project)
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output[-3000:]
+    build_here(project)
     before = tables(project)
 
     make_images(images, 12, first=1000)  # images arrive
@@ -154,18 +155,14 @@ def test_killed_incremental_builds_keep_the_tables_and_the_next_build_equals_a_f
         build_killed_at(project, when, table)
         seen_after_kills.append((f"{when} {table}", tables(project)))
 
-    process = start_build(project)
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output[-3000:]
+    build_here(project)
     after = tables(project)
     assert len(after["stg_images"]) == 132
     for point, seen in seen_after_kills:
         for table, rows in seen.items():
             assert rows == before[table], f"{table} changed after a kill {point}"
     fresh = copy_example(tmp_path / "fresh")
-    done = subprocess.run([sys.executable, str(RUNNER), "build", "--project-dir", str(fresh), "--vars", json.dumps(VARS)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:]
+    build_here(fresh)
     assert compare(read_tables(project), read_tables(fresh)) == []
 
 
