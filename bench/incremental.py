@@ -19,6 +19,11 @@ On an image set made with ../shared/datasets/make_bench_set.py, each step a whol
    the incremental builds (same rows, same values), except for split assignments, which keep
    their history: tables made from the splits are compared on the images whose split agrees.
 
+After 3 and after 4, `spark_floor.py --queries` also runs each model's own compiled query once
+over the rows that build read as new, with none of the runner's bookkeeping (no merge, no
+delete_where, no key lookup, no second action): node by node, that splits a model's time into its
+SQL and the rest.
+
 Targets (issue #23): +N at most 2.0x the floor (and +80 to 8000 at most 12 % of the full build);
 deletions and changes at most 2.5x the floor; no-op at most Spark's start-up + 1 s.
 """
@@ -79,14 +84,16 @@ def build(project: Path, images: Path, *extra: str) -> tuple[float, float | None
 
 
 def floor(project: Path, images: Path) -> tuple[float, dict]:
-    """bench/spark_floor.py on the built project as its own process: (seconds, its figures)."""
+    """bench/spark_floor.py --queries on the built project as its own process: (seconds of the floor
+    alone, its figures). The queries run after the floor's parts, so their time is left out."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "spark_floor.py"), str(project),
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "spark_floor.py"), str(project), "--queries",
                            "--vars", json.dumps({"images_path": str(images)})], capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"spark_floor.py failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds - figures["queries"], figures
 
 
 def read_tables(project: Path) -> dict[str, list[dict]]:
@@ -168,18 +175,32 @@ def spread(files: list[Path], count: int, offset: int) -> list[Path]:
     return files[offset % step::step][:count]
 
 
-def node_table(results: dict, each_write: dict) -> list[str]:
-    """Markdown rows: each model of a build beside Spark's floor for it (one small write)."""
+def node_table(results: dict, each_write: dict, each_query: dict) -> list[str]:
+    """Markdown rows: each model of a build beside Spark's floor for it (one small write) and its own
+    query run once over the same new rows (no bookkeeping)."""
     rows = []
     for name, result in results.items():
         if result["unique_id"].startswith("test.") or name not in each_write:
             continue
-        seconds, least = result["execution_time"], each_write[name]
-        rows.append(f"| {name} | {seconds:.2f} | {least:.2f} | {seconds / least:.1f}x |")
+        seconds, least, query = result["execution_time"], each_write[name], each_query.get(name)
+        query_cells = f"{query:.2f} | {seconds / query:.1f}x" if query else "- | -"
+        rows.append(f"| {name} | {seconds:.2f} | {least:.2f} | {seconds / least:.1f}x | {query_cells} |")
     tests = sum(r["execution_time"] for r in results.values() if r["unique_id"].startswith("test."))
     rows.append(f"| data tests ({sum(r['unique_id'].startswith('test.') for r in results.values())}) "
-                f"| {tests:.2f} | {each_write['__tests__']:.2f} | {tests / each_write['__tests__']:.1f}x |")
+                f"| {tests:.2f} | {each_write['__tests__']:.2f} | {tests / each_write['__tests__']:.1f}x "
+                f"| {each_write['__tests__']:.2f} | {tests / each_write['__tests__']:.1f}x |")
     return rows
+
+
+def queries_floor(which: str, parts: dict, least: float, build_seconds: float) -> tuple:
+    """A row of the figures: start-up, listing, each model's own query once over the rows the build
+    read as new, and one query for the tests; what running the project's SQL costs with none of the
+    runner's bookkeeping."""
+    queries = sum(parts["each_model_query"].values())
+    seconds = parts["startup"] + parts["register_and_list"] + queries + parts["one_query_for_tests"]
+    return (f"the models' own queries once, over {which} new rows", seconds, parts["startup"],
+            f"{seconds / least:.2f}x the floor; the build is {build_seconds / seconds:.2f}x this "
+            f"(queries {queries:.1f} s, one query for the tests {parts['one_query_for_tests']:.1f} s)")
 
 
 def main() -> None:
@@ -223,6 +244,7 @@ def main() -> None:
     figures.append((f"Spark's floor for the {parts['models']} models and their tests", least, parts["startup"],
                     f"{100 * least / full:.1f} % of the full build (model writes {parts['model_writes']:.1f} s, "
                     f"one query for the tests {parts['one_query_for_tests']:.1f} s)"))
+    figures.append(queries_floor(f"the +{args.add} build's", parts, least, added))
 
     # Some images go away and some are rewritten (new content, new modification time).
     current = sorted(p for p in images.rglob("*") if p.is_file())
@@ -238,6 +260,8 @@ def main() -> None:
     figures.append((f"{args.delete} deleted, {args.change} rewritten", changed, startup,
                     f"**{changed / least:.2f}x the floor** (target <= 2.5); {100 * changed / full:.1f} % of the "
                     f"full build; {split_time(changed_results)}"))
+    _, changed_parts = floor(project, images)
+    figures.append(queries_floor("that build's", changed_parts, least, changed))
 
     fresh = copy_project(work / "fresh")
     rebuilt, startup, _ = build(fresh, images)
@@ -248,11 +272,13 @@ def main() -> None:
     print("| step | seconds | Spark start-up | |\n|---|---:|---:|---|")
     for name, seconds, start, note in figures:
         print(f"| {name} | {seconds:.1f} | {'-' if start is None else f'{start:.1f}'} | {note} |")
-    for title, node_results in ((f"+{args.add} images", added_results),
-                                (f"{args.delete} deleted, {args.change} rewritten", changed_results)):
-        print(f"\nNode by node, {title}: each model's seconds beside Spark's floor for it (one small write)\n")
-        print("| node | seconds | floor | ratio |\n|---|---:|---:|---:|")
-        print("\n".join(node_table(node_results, each_write)))
+    for title, node_results, step_parts in (
+            (f"+{args.add} images", added_results, parts),
+            (f"{args.delete} deleted, {args.change} rewritten", changed_results, changed_parts)):
+        print(f"\nNode by node, {title}: each model's seconds beside Spark's floor for it (one small write) "
+              "and beside its own query run once over the same new rows\n")
+        print("| node | seconds | floor | ratio | its query once | ratio |\n|---|---:|---:|---:|---:|---:|")
+        print("\n".join(node_table(node_results, each_write, step_parts["each_model_query"])))
     print("\nIncremental results equal a full build's (splits aside):", "yes" if not problems else "NO")
     for problem in problems:
         print("  -", problem)
