@@ -83,7 +83,7 @@ def run_tests_together(ctx: NodeContext, tests: list) -> list[NodeResult]:
     unchanged = {test.unique_id: unchanged_result(ctx, test) for test in tests}
     to_check = [test for test in tests if unchanged[test.unique_id] is None]
     if len(to_check) < 2:
-        return [run_node(ctx, test) for test in tests]
+        return [unchanged[test.unique_id] or run_node(ctx, test) for test in tests]
     started = time.perf_counter()
     label_jobs(ctx.spark, f"tests of {ctx.compiled.graph.nodes[to_check[0].attached_to].name}")
     together: dict[str, tuple] = {}  # unique id -> (the test's failing rows, the files it read)

@@ -34,12 +34,13 @@ def rows_with_keys(version, data_files: list[Path], keys: list[str], wanted: lis
     found: dict[Path, set[int]] = {}
     if not wanted:
         return found
+    lookup = None
     for relative in data_files:
         table = pq.read_table(f"{base}/{relative}", columns=keys, filesystem=filesystem)
         if table.num_rows == 0:
             continue
-        # The wanted keys typed as the file types them, so the join compares like with like.
-        lookup = pa.Table.from_pylist([dict(zip(keys, row)) for row in wanted], schema=table.schema)
+        if lookup is None:  # the wanted keys typed as the files type them, so the join compares like with like
+            lookup = pa.Table.from_pylist([dict(zip(keys, row)) for row in wanted], schema=table.schema)
         table = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
         matched = table.join(lookup, keys, join_type="left semi")
         if matched.num_rows:
