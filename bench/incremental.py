@@ -14,7 +14,8 @@ On an image set made with ../shared/datasets/make_bench_set.py, each step a whol
    floor for the same nodes (bench/spark_floor.py: start-up, listing, one small write per model
    and one query for all tests), the least any build of them costs on this machine; node by
    node, each model's seconds beside the floor's write of that model;
-4. build after `--delete` images were deleted and `--change` rewritten, against the same floor;
+4. build after `--delete` images were deleted and `--change` rewritten, against the floor
+   measured again beside it (and the first);
 5. a full build of the same final files in a fresh warehouse, whose tables must equal those of
    the incremental builds (same rows, same values), except for split assignments, which keep
    their history: tables made from the splits are compared on the images whose split agrees.
@@ -257,11 +258,16 @@ def main() -> None:
         with Image.open(path) as image:
             image.convert("RGB").rotate(90, expand=True).save(path, quality=90)
     changed, startup, changed_results = build(project, images)
+    # The floor again, beside this build: one measurement of it varies by a quarter on this machine.
+    changed_least, changed_parts = floor(project, images)
     figures.append((f"{args.delete} deleted, {args.change} rewritten", changed, startup,
-                    f"**{changed / least:.2f}x the floor** (target <= 2.5); {100 * changed / full:.1f} % of the "
-                    f"full build; {split_time(changed_results)}"))
-    _, changed_parts = floor(project, images)
-    figures.append(queries_floor("that build's", changed_parts, least, changed))
+                    f"**{changed / changed_least:.2f}x the floor measured beside it** (target <= 2.5; "
+                    f"{changed / least:.2f}x the first floor); {100 * changed / full:.1f} % of the full build; "
+                    f"{split_time(changed_results)}"))
+    figures.append(("Spark's floor again, beside that build", changed_least, changed_parts["startup"],
+                    f"model writes {changed_parts['model_writes']:.1f} s, one query for the tests "
+                    f"{changed_parts['one_query_for_tests']:.1f} s"))
+    figures.append(queries_floor("that build's", changed_parts, changed_least, changed))
 
     fresh = copy_project(work / "fresh")
     rebuilt, startup, _ = build(fresh, images)

@@ -36,6 +36,14 @@ def table_schema(entry: dict):
     return StructType.fromJson(json.loads(entry["schema"]))
 
 
+def empty_frame(spark, schema):
+    """No rows, with `schema`: planned by the JVM alone (a frame made from a Python list runs a
+    Python worker to read it), and known to be empty, so Spark skips what reads it."""
+    from pyspark.sql import functions as F
+
+    return spark.range(0).select(*[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
 def register_warehouse(spark, warehouse: Warehouse) -> list[str]:
     """Register every table and view of the warehouse; returns the names registered."""
     catalog = warehouse.catalog()

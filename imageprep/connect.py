@@ -158,3 +158,25 @@ def use_scheduler_pool(spark, pool: str) -> None:
     pool: the server schedules its sessions' jobs itself."""
     if not is_connect(spark):
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
+
+
+class ActionBeside:
+    """A Spark action run in a thread of its own, its jobs named `label`, while the calling thread
+    goes on with other work (its own Spark jobs run meanwhile): `action(*args)` once; `result()`
+    waits for what it returned (or raises what it raised); `close()` waits for it to end."""
+
+    def __init__(self, spark, label: str, action, *args):
+        from concurrent.futures import ThreadPoolExecutor
+
+        def labelled():
+            label_jobs(spark, label)
+            return action(*args)
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside")
+        self._future = self._pool.submit(labelled)
+
+    def result(self):
+        return self._future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -12,37 +12,44 @@ and publishes the version, as it does for a full build.
 
 - `append`: the query's rows are added.
 - `merge` (needs `unique_key`): rows whose key the query returns are replaced; files holding none
-  of those keys are kept as they are, the others are rewritten without the replaced rows. The
-  query's rows are written as one file per GATHERED_FILE_BYTES of them.
+  of those keys are kept as they are, the others are copied without the replaced rows.
 - `insert_overwrite` (needs `partition_by`): partitions the query returns are replaced whole.
 
-A table that rewrites files anyway (`merge`, `delete_where`) also gathers its small files into few
-once it has COMPACT_AT_FILES of them: each build adds files, and each scan opens them all.
+Where PyArrow reads the warehouse (a local folder, or a URI of its file systems) and the table is
+not partitioned, an append or merge is one Spark action: the query's rows are written straight
+into the new version; their keys are then read back from the written files, and the rows they
+replace found, with PyArrow (parquet_rows), as are the rows `delete_unmatched` removes (deletions);
+the files that lose rows are copied without them, and the written files, when the query's
+partitions made several small ones, are gathered into one. Elsewhere the query's rows are cached,
+their keys found by a Spark action, and written by a second.
+
+A table that rewrites files anyway (`merge`, a deletion rule) also gathers its small files into
+few once it has COMPACT_AT_FILES of them: each build adds files, and each scan opens them all.
 
 `on_schema_change`: `fail` (default) stops with the columns that differ; `append_new_columns`
 adds the query's new columns (NULL in older rows) and rewrites the table once.
 
-`delete_where` (with `append` or `merge`): a SQL condition on the table's current rows, which are
-named after the model; the rows it holds for are removed before the query's rows are added. This is
-how a table that mirrors a folder forgets files that were deleted or changed:
+`delete_unmatched` and `delete_where` (with `append` or `merge`, see deletions): the current rows
+they name are removed before the query's rows are added. This is how a table that mirrors a folder
+forgets files that were deleted or changed:
 
-    delete_where="not exists (select 1 from " ~ ref('stg_images') ~ " s where s.path = images_resized.path)"
+    delete_unmatched={'in': ref('stg_files'), 'on': ['path', 'size_bytes', 'modified_at']}
 """
 from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import unquote
 
-from . import files, parquet_rows
+from . import deletions, files, parquet_rows
 from .catalog import read_table
-from .connect import is_connect
+from .connect import ActionBeside, is_connect
 from .errors import ProjectError
 from .nodes import Model
-from .table_writer import data_files
+from .table_writer import Carried, TableSpec, data_files, max_rows_per_file
 
 STRATEGIES = ("append", "merge", "insert_overwrite")
 SCHEMA_CHANGES = ("fail", "append_new_columns")
@@ -63,52 +70,120 @@ def strategy_of(model: Model) -> str:
 
 @dataclass
 class NextVersion:
-    """What an incremental build writes: the files of the current version that stay as they are
-    (`keep`, relative to the folder `current`), those copied without the rows at some positions
-    (`rewrite`), and the rows written beside them."""
+    """What an incremental build writes: the rows of `rows` beside the files of the current version
+    it carries over (`carried`), or, when `finish` is set, beside what `finish` returns once the
+    rows are written (it is given the new version folder)."""
 
-    current: object  # a Path, or a StoragePath on a URI warehouse
-    keep: list[Path]
     rows: object  # a DataFrame
-    rewrite: dict[Path, set[int]] = field(default_factory=dict)
+    carried: Carried | None = None
+    finish: Callable[[object], Carried] | None = None
 
 
 @contextmanager
 def next_version(spark, model: Model, query, warehouse, partition_by: tuple[str, ...]) -> Iterator[NextVersion]:
     """The next version of an incremental model's existing table, given the frame of its query.
-    Frames cached to work it out stay cached until the block that writes it ends."""
-    cached: list = []
+    What was started to work it out (cached frames, a Spark action running beside the write) is
+    released when the block that writes it ends."""
+    release: list[Callable[[], None]] = []
     try:
-        yield _plan(spark, model, query, warehouse, partition_by, cached)
+        yield _plan(spark, model, query, warehouse, partition_by, release)
     finally:
-        for frame in cached:
-            frame.unpersist()
+        for step in release:
+            step()
 
 
-def _plan(spark, model: Model, query, warehouse, partition_by: tuple[str, ...], cached: list) -> NextVersion:
+def _plan(spark, model: Model, query, warehouse, partition_by: tuple[str, ...], release: list) -> NextVersion:
     strategy = strategy_of(model)
     entry = warehouse.catalog()[model.name]
     current = warehouse.root / entry["version"]
     old = read_table(spark, warehouse, entry)
     incoming, rewritten_old = plan_schema(model, old, query)
     if rewritten_old is not None:  # new columns: the old rows are rewritten once with NULLs for them
-        return NextVersion(current, [], rewritten_old.unionByName(incoming))
+        return NextVersion(rewritten_old.unionByName(incoming))
     if strategy == "insert_overwrite":
         replaced = {tuple(str(r[c]) for c in partition_by) for r in incoming.select(*partition_by).distinct().collect()}
         keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
-        return NextVersion(current, keep, incoming)
-    return _append_or_merge(spark, model, strategy, current, old, incoming, partition_by, cached)
+        return NextVersion(incoming, Carried(current, keep))
+    if files.pyarrow_reads(current) and not partition_by:
+        return _written_first(spark, model, strategy, warehouse, current, old, incoming, release)
+    return _append_or_merge(spark, model, strategy, current, old, incoming, partition_by, release)
+
+
+def _written_first(spark, model: Model, strategy: str, warehouse, current, old, incoming, release: list) -> NextVersion:
+    """An append or merge where PyArrow reads the warehouse: the query's rows are written first, in
+    the build's one Spark action for them (no cache, no second action); the keys they replace are
+    then read back from the written files and looked up in the current ones with PyArrow.
+    delete_unmatched's rows are found with PyArrow too, before the write; delete_where's (and
+    those of a delete_unmatched PyArrow cannot answer) by a Spark action of their own, run while
+    the rows are written."""
+    keys = _as_list(model.config["unique_key"]) if strategy == "merge" else []
+    version_files = data_files(current)
+    unmatched: dict[Path, set[int]] = {}
+    specs_left = []
+    for spec in deletions.unmatched_specs(model):
+        found = deletions.unmatched_rows(warehouse, spec, current, version_files)
+        if found is None:
+            specs_left.append(spec)
+        for relative, rows in (found or {}).items():
+            unmatched.setdefault(relative, set()).update(rows)
+    # Analysed now: a condition Spark rejects fails the build before any write.
+    deleted = deletions.rows_to_delete(model, _tag_rows(old), specs_left)
+    pending = None
+    if deleted is not None:
+        pending = ActionBeside(spark, f"model {model.name} (delete_where)", deleted.collect)
+        release.append(pending.close)
+
+    most_rows = max_rows_per_file(TableSpec.of_model(model).options)
+
+    def finish(version) -> Carried:
+        written = data_files(version)
+        leaving = _by_file(pending.result(), current.name) if pending is not None else {}
+        for relative, rows in unmatched.items():
+            leaving.setdefault(relative, set()).update(rows)
+        wanted = parquet_rows.keys_in(version, written, keys) if keys else []
+        for relative, rows in parquet_rows.rows_with_keys(current, version_files, keys, wanted).items():
+            leaving.setdefault(relative, set()).update(rows)
+        compacted: dict[Path, int] = {}
+        if strategy == "merge" or deletions.deletes_rows(model):
+            compacted = small_files_to_compact(current, [f for f in version_files if f not in leaving])
+        # Spark writes a file per partition of the query: a build's few new rows make several
+        # small files, gathered into one (with the current version's small files, if those are).
+        small_new = sorted(small_files_to_compact(version, written, at_least=1 if compacted else 2))
+        gather = [(group, []) for group in _in_groups_by_size(compacted)]
+        if small_new:
+            gather = gather[:-1] + [(gather[-1][0] if gather else [], small_new)]
+        return Carried(current, [f for f in version_files if f not in leaving and f not in compacted], leaving,
+                       gather, most_rows)
+
+    return NextVersion(incoming, finish=finish)
+
+
+def _in_groups_by_size(sizes: dict[Path, int]) -> list[list[Path]]:
+    """Files (with their sizes) in groups of at most about GATHERED_FILE_BYTES, one gathered file each."""
+    groups: list[list[Path]] = []
+    group_bytes = 0
+    for relative, size in sorted(sizes.items()):
+        if not groups or group_bytes + size > GATHERED_FILE_BYTES:
+            groups.append([])
+            group_bytes = 0
+        groups[-1].append(relative)
+        group_bytes += size
+    return groups
 
 
 def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming, partition_by: tuple[str, ...],
-                     cached: list) -> NextVersion:
+                     release: list) -> NextVersion:
+    """An append or merge where Spark reads the files (a URI warehouse PyArrow does not reach, or a
+    partitioned table): the query's rows are cached, their keys and delete_where's rows found in
+    one action, and the rows written in a second, with the rows that stay of the files that lose
+    some (or those are copied with PyArrow, where it reads the warehouse)."""
     # Rows leave the table when the query replaces their key (merge) or delete_where holds for
     # them. Files without such rows are kept as they are; the others are rewritten without them.
     # Each row is known by its file and its position in it (stable, unlike generated ids).
     keys = _as_list(model.config["unique_key"]) if strategy == "merge" else []
     if keys:
         incoming = incoming.cache()  # computed once: for its keys, then written
-        cached.append(incoming)
+        release.append(incoming.unpersist)
     version_files = data_files(current)
     leaving, new_keys = _deleted_rows_and_new_keys(spark, model, old, incoming, keys, current.name)
     replaced = _rows_with_keys(spark, current, version_files, old, keys, new_keys, partition_by)
@@ -128,12 +203,12 @@ def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming,
     # delete_where): an append-only table stays so, and new_rows() of it gives exactly the rows
     # written since.
     compacted: dict[Path, int] = {}
-    if strategy == "merge" or model.config.get("delete_where"):
+    if strategy == "merge" or deletions.deletes_rows(model):
         compacted = small_files_to_compact(current, [f for f in version_files if f not in leaving])
     if compacted:
         to_write = _gathered(spark, current, compacted, old.schema).unionByName(to_write)
-    return NextVersion(current, [f for f in version_files if f not in leaving and f not in compacted], to_write,
-                       rewrite)
+    return NextVersion(to_write, Carried(current, [f for f in version_files if f not in leaving and f not in compacted],
+                                         rewrite))
 
 
 def _deleted_rows_and_new_keys(spark, model: Model, old, incoming, keys: list[str], version_name: str):
@@ -143,7 +218,7 @@ def _deleted_rows_and_new_keys(spark, model: Model, old, incoming, keys: list[st
 
     from pyspark.sql import functions as F
 
-    deleted = _rows_to_delete(spark, model, _tag_rows(old))
+    deleted = deletions.rows_to_delete(model, _tag_rows(old), deletions.unmatched_specs(model))
     key_types = {k: incoming.schema[k].dataType for k in keys}
     parts = []
     if deleted is not None:
@@ -239,12 +314,12 @@ SMALL_FILE_BYTES = 4 * 1024 * 1024
 GATHERED_FILE_BYTES = 64 * 1024 * 1024
 
 
-def small_files_to_compact(version, files: list[Path]) -> dict[Path, int]:
-    """The small files among a version's `files` with their sizes, if there are enough of them to
-    gather; else none. Each size is asked for once (a request each on an object store)."""
+def small_files_to_compact(version, files: list[Path], at_least: int = COMPACT_AT_FILES) -> dict[Path, int]:
+    """The small files among a version's `files` with their sizes, if there are `at_least` of them
+    to gather; else none. Each size is asked for once (a request each on an object store)."""
     sizes = {f: (version / f).stat().st_size for f in files}
     small = {f: size for f, size in sizes.items() if size < SMALL_FILE_BYTES}
-    return small if len(small) >= COMPACT_AT_FILES else {}
+    return small if len(small) >= at_least else {}
 
 
 def _in_files_by_size(computed):
@@ -287,22 +362,6 @@ def _tag_rows(frame):
     from pyspark.sql import functions as F
 
     return frame.select("*", F.col("_metadata.file_path").alias("__file"), F.col("_metadata.row_index").alias("__row"))
-
-
-def _rows_to_delete(spark, model: Model, tagged):
-    """(__file, __row) of the current rows that `delete_where` removes (None without one)."""
-    from pyspark.errors import PySparkException
-
-    condition = model.config.get("delete_where")
-    if not condition:
-        return None
-    try:
-        # The rows are named after the model, so a condition can correlate: `<model>.path`. No
-        # temp view: over Spark Connect a query is analysed only when it runs.
-        return tagged.alias(model.name).where(condition).select("__file", "__row")
-    except PySparkException as exc:  # analysed at once on a classic session
-        raise ProjectError(f"delete_where of '{model.name}' is not a valid condition on its rows: "
-                           f"{str(exc).splitlines()[0]}", path=model.path) from None
 
 
 def _relative_to_version(uri: str, version_name: str) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 
+from .deletions import unmatched_specs
 from .errors import ProjectError
 from .incremental import next_version
 from .nodes import Model, Seed
@@ -21,11 +22,12 @@ from .warehouse import Warehouse
 
 def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, fingerprint: str | None = None,
                       incremental: bool = False, logic: str | None = None,
-                      seen: dict[str, list[str]] | None = None) -> Written:
+                      seen: dict[str, list[str]] | None = None, confirm=None) -> Written:
     """Run the model's SQL as its materialization says. `incremental`: add to the existing table
     (an incremental model built before, and not refreshed in full). `fingerprint` and `logic`: the
     node's fingerprints, and `seen`: the files of the tables it read through new_rows(), kept with
-    the table for the next build."""
+    the table for the next build. `confirm`: called, on an incremental build, once the new version
+    is written and before it is published; what it raises discards the version."""
     kind = model.materialized
     if kind == "ephemeral":
         return Written(None)
@@ -40,11 +42,12 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
         raise ProjectError(f"model '{model.name}' has unknown materialization '{kind}'", path=model.path)
     table = TableSpec.of_model(model)
     provenance = Provenance(fingerprint, logic, seen)
+    if kind == "incremental":
+        unmatched_specs(model)  # a malformed delete_unmatched fails the first build, not a later one
     if kind == "incremental" and incremental:
         with next_version(spark, model, query, warehouse, table.partition_by) as next_one:
             return write_version(spark, warehouse, table, next_one.rows, provenance,
-                                 keep_from=next_one.current, keep=next_one.keep,
-                                 rewrite=next_one.rewrite)
+                                 carried=next_one.carried, finish=next_one.finish, confirm=confirm)
     return write_version(spark, warehouse, table, query, provenance)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .catalog import read_table, table_schema
+from .catalog import empty_frame, read_table, table_schema
 from .names import new_rows_view
 from .parquet_rows import origin_of
 from .sources import read_image_folder
@@ -75,7 +75,7 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
                 frame = (spark.read.schema(table_schema(entry)).option("basePath", str(folder))
                          .parquet(*[str(folder / f) for f in unseen]))
             else:
-                frame = spark.createDataFrame([], table_schema(entry))
+                frame = empty_frame(spark, table_schema(entry))
         frame.createOrReplaceTempView(name)
     return now
 

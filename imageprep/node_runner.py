@@ -21,10 +21,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import new_rows
+from . import native_tests, new_rows
 from .artifacts import NodeResult, compiled_path
 from .catalog import register_warehouse
-from .connect import label_jobs, use_scheduler_pool
+from .connect import ActionBeside, label_jobs, use_scheduler_pool
 from .data_tests import count_failures_together, run_test
 from .errors import ProjectError
 from .fingerprint import TestState
@@ -80,10 +80,13 @@ def run_tests_together(ctx: NodeContext, tests: list) -> list[NodeResult]:
     costs a job of its own otherwise, mostly fixed cost, as a test usually reads a few new rows.
     A test that fails, or that Spark rejects, runs again on its own, so its examples and errors
     are its own; so does every test if the shared action cannot run."""
-    unchanged = {test.unique_id: unchanged_result(ctx, test) for test in tests}
-    to_check = [test for test in tests if unchanged[test.unique_id] is None]
+    # Results known without Spark: unchanged tests, and built-in ones PyArrow finds passing.
+    known = {test.unique_id: unchanged_result(ctx, test) for test in tests}
+    for test in tests:
+        known[test.unique_id] = known[test.unique_id] or passed_natively(ctx, test)
+    to_check = [test for test in tests if known[test.unique_id] is None]
     if len(to_check) < 2:
-        return [unchanged[test.unique_id] or run_node(ctx, test) for test in tests]
+        return [known[test.unique_id] or run_node(ctx, test, natively=False) for test in tests]
     started = time.perf_counter()
     label_jobs(ctx.spark, f"tests of {ctx.compiled.graph.nodes[to_check[0].attached_to].name}")
     together: dict[str, tuple] = {}  # unique id -> (the test's failing rows, the files it read)
@@ -109,21 +112,33 @@ def run_tests_together(ctx: NodeContext, tests: list) -> list[NodeResult]:
     share = (time.perf_counter() - started) / max(1, len(together))
     results = []
     for test in tests:
-        if unchanged[test.unique_id] is not None:
-            results.append(unchanged[test.unique_id])
+        if known[test.unique_id] is not None:
+            results.append(known[test.unique_id])
         elif failing is None or failing.get(test.unique_id, 1):
-            results.append(run_node(ctx, test))
+            results.append(run_node(ctx, test, natively=False))
         else:
-            results.append(_passed(ctx, test, together[test.unique_id][1], share))
+            results.append(_passed(ctx, test, together[test.unique_id][1], share,
+                                   "checked with the other tests of its model"))
     return results
 
 
-def _passed(ctx: NodeContext, test, files_now: dict, seconds: float) -> NodeResult:
+def passed_natively(ctx: NodeContext, test) -> NodeResult | None:
+    """The result of a built-in test that PyArrow answers and finds passing (native_tests); None
+    when Spark is to run it."""
+    started = time.perf_counter()
+    seen_before = _seen_before(ctx, test, ctx.inputs.logic.get(test.unique_id), {})
+    files_now = native_tests.passes(ctx.warehouse, test, seen_before)
+    if files_now is None:
+        return None
+    return _passed(ctx, test, files_now, time.perf_counter() - started, "read with PyArrow")
+
+
+def _passed(ctx: NodeContext, test, files_now: dict, seconds: float, how: str) -> NodeResult:
     """A test that found no failing rows, recorded as run_node records it."""
     _remember_test(ctx, test, Status.PASS, files_now)
     result = NodeResult(test.unique_id, test.name, test.resource_type, Status.PASS, failures=0,
                         execution_time=seconds, materialized=test.materialized, compiled_path=_shown_sql(ctx, test))
-    log.info("%s %s (checked with the other tests of its model) %.2fs", test.unique_id, result.status, seconds)
+    log.info("%s %s (%s) %.2fs", test.unique_id, result.status, how, seconds)
     return result
 
 
@@ -134,14 +149,17 @@ def _remember_test(ctx: NodeContext, test, status: Status, files_now: dict) -> N
                               logic=ctx.inputs.logic.get(test.unique_id), seen=files_now)
 
 
-def run_node(ctx: NodeContext, node) -> NodeResult:
+def run_node(ctx: NodeContext, node, natively: bool = True) -> NodeResult:
+    """Run the node (a test, first natively where it can be: `natively`)."""
     compiled = ctx.compiled
     project = compiled.project
     started = time.perf_counter()
     built = ctx.warehouse.catalog().get(node.name) or {}  # the model's or seed's table as last built
-    unchanged = unchanged_result(ctx, node, built)
-    if unchanged is not None:
-        return unchanged
+    known = unchanged_result(ctx, node, built)
+    if known is None and natively and node.resource_type == TEST:
+        known = passed_natively(ctx, node)
+    if known is not None:
+        return known
     sql = compiled.executable_sql.get(node.unique_id)
     shown_sql = _shown_sql(ctx, node)
     result = NodeResult(node.unique_id, node.name, node.resource_type, Status.SUCCESS,
@@ -163,11 +181,17 @@ def run_node(ctx: NodeContext, node) -> NodeResult:
                 # rows it holds were made the old way, so it is rebuilt from scratch.
                 incremental, sql = False, compiled.baseline_sql.get(node.unique_id, sql)
                 result.message = "its logic changed since the table was built: rebuilt in full"
-            elif incremental and _full_refresh_wanted(ctx.spark, node):
-                incremental, sql = False, compiled.baseline_sql.get(node.unique_id, sql)
+            check = FullRefreshCheck(ctx.spark, node) if incremental and node.config.get("full_refresh_when") else None
+            try:
+                written = materialize_model(ctx.spark, node, sql, ctx.warehouse, fingerprint, incremental=incremental,
+                                            logic=logic, seen=files_now, confirm=check and check.confirm)
+            except FullRefreshWanted:  # the incremental version was discarded unpublished
+                written = materialize_model(ctx.spark, node, compiled.baseline_sql.get(node.unique_id, sql),
+                                            ctx.warehouse, fingerprint, incremental=False, logic=logic, seen=files_now)
                 result.message = "full_refresh_when held: rebuilt in full"
-            written = materialize_model(ctx.spark, node, sql, ctx.warehouse, fingerprint,
-                                        incremental=incremental, logic=logic, seen=files_now)
+            finally:
+                if check is not None:
+                    check.close()
             result.rows = written.rows
         else:
             outcome = run_test(ctx.spark, node, sql)
@@ -241,6 +265,27 @@ def _seen_before(ctx: NodeContext, node, logic: str | None, built: dict) -> dict
     if node.resource_type == TEST:
         return ctx.test_state.seen_when_passed(node.unique_id, logic) if ctx.test_state is not None else None
     return ctx.warehouse.seen_by(built) if built.get("logic") == logic else None
+
+
+class FullRefreshWanted(Exception):
+    """An incremental model's full_refresh_when held: it is to be rebuilt in full."""
+
+
+class FullRefreshCheck:
+    """An incremental model's full_refresh_when condition, checked by a Spark action of its own
+    while the incremental build runs (it rarely holds: waiting for it first would add its whole
+    time to every build). `confirm` is called before the new version is published, and raises
+    FullRefreshWanted if the condition held, so the version is discarded and the model rebuilt."""
+
+    def __init__(self, spark, model):
+        self._wanted = ActionBeside(spark, f"model {model.name} (full_refresh_when)", _full_refresh_wanted, spark, model)
+
+    def confirm(self) -> None:
+        if self._wanted.result():
+            raise FullRefreshWanted()
+
+    def close(self) -> None:
+        self._wanted.close()
 
 
 def _full_refresh_wanted(spark, model) -> bool:

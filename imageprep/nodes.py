@@ -137,6 +137,7 @@ class DataTest(Node):
     kwargs: dict[str, Any] = field(default_factory=dict)
     raw_sql: str = ""  # singular tests only
     compiled_sql: str | None = None
+    native: dict[str, Any] | None = None  # a built-in test PyArrow may answer (native_tests), as it reads
 
     @property
     def severity(self) -> str:

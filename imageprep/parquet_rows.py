@@ -48,6 +48,41 @@ def rows_with_keys(version, data_files: list[Path], keys: list[str], wanted: lis
     return found
 
 
+def value_tuples(version, data_files: list[Path], columns: list[str], where: dict | None = None) -> set[tuple]:
+    """The distinct `columns` tuples of the rows of `data_files` (relative to `version`) whose
+    `where` columns equal the values given (NULL equals nothing there, as in SQL)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    filesystem, base = files.arrow_filesystem(version)
+    where = where or {}
+    found: set[tuple] = set()
+    for relative in data_files:
+        table = pq.read_table(f"{base}/{relative}", columns=list(dict.fromkeys([*columns, *where])),
+                              filesystem=filesystem)
+        for column, value in where.items():
+            table = table.filter(pc.equal(table.column(column), value))
+        found.update(zip(*(table.column(c).to_pylist() for c in columns)))
+    return found
+
+
+def rows_not_in(version, data_files: list[Path], columns: list[str], present: set[tuple]) -> dict[Path, set[int]]:
+    """Positions of the rows of each of `data_files` whose `columns` tuple is not in `present`
+    (NULL equal to NULL); files without such rows are left out."""
+    import pyarrow.parquet as pq
+
+    filesystem, base = files.arrow_filesystem(version)
+    found: dict[Path, set[int]] = {}
+    for relative in data_files:
+        table = pq.read_table(f"{base}/{relative}", columns=columns, filesystem=filesystem)
+        if table.num_columns != len(set(columns)):
+            raise KeyError(f"{relative} lacks one of {columns}")
+        rows = {i for i, row in enumerate(zip(*(table.column(c).to_pylist() for c in columns))) if row not in present}
+        if rows:
+            found[relative] = rows
+    return found
+
+
 def origin_of(name: str) -> str:
     """The file a data file's rows all come from: itself, or the file a rewrite copied them from
     (a file name or a path relative to its version folder)."""
@@ -55,6 +90,19 @@ def origin_of(name: str) -> str:
 
 
 _REWRITE_MARK = re.compile(r"\.rewrite-[0-9a-f]+(?=\.parquet$)")
+
+
+def keys_in(version, data_files: list[Path], keys: list[str]) -> list[tuple]:
+    """The distinct `keys` tuples of the rows of `data_files` (relative to the folder `version`),
+    rows with a NULL key left out (it matches nothing)."""
+    import pyarrow.parquet as pq
+
+    filesystem, base = files.arrow_filesystem(version)
+    found: set[tuple] = set()
+    for relative in data_files:
+        table = pq.read_table(f"{base}/{relative}", columns=keys, filesystem=filesystem)
+        found.update(row for row in zip(*(table.column(k).to_pylist() for k in keys)) if None not in row)
+    return sorted(found, key=repr)
 
 
 def rewrite_without(source, target_folder, relative: Path, positions: set[int]) -> Path | None:
@@ -69,19 +117,60 @@ def rewrite_without(source, target_folder, relative: Path, positions: set[int]) 
 
     filesystem, path = files.arrow_filesystem(source)
     parquet = pq.ParquetFile(path, filesystem=filesystem)
-    table = parquet.read()
+    table = parquet.read(use_threads=False)  # the callers copy one file per core already
     keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), pa.array(sorted(positions), pa.int64())))
     table = table.filter(keep)
     if table.num_rows == 0:
         return None
     metadata = parquet.metadata
+    rows_per_group = max((metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)), default=1)
+    written = relative.parent / f"{origin_of(relative.name).removesuffix('.parquet')}.rewrite-{uuid.uuid4().hex}.parquet"
+    _write_like(metadata, table, target_folder, written, rows_per_group)
+    return written
+
+
+def gather(sources: list, target_folder, new_name, max_rows_per_file: int | None = None) -> list[Path]:
+    """Copy the rows of several small Parquet files (paths of one table's versions, one schema) into
+    one file of `target_folder` (or one per `max_rows_per_file` rows), kept as rewrite_without
+    keeps them, each named by calling `new_name`; their paths relative to `target_folder`. Row
+    groups of about ROW_GROUP_BYTES."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquets = [pq.ParquetFile(path, filesystem=filesystem)
+                for filesystem, path in map(files.arrow_filesystem, sources)]
+    table = pa.concat_tables([parquet.read(use_threads=False) for parquet in parquets])
+    rows_per_group = max(1, ROW_GROUP_BYTES // max(1, table.nbytes // max(1, table.num_rows)))
+    step = max_rows_per_file or max(1, table.num_rows)
+    written = []
+    for start in range(0, max(1, table.num_rows), step):
+        written.append(Path(new_name()))
+        _write_like(parquets[0].metadata, table.slice(start, step), target_folder, written[-1], rows_per_group)
+    return written
+
+
+# Spark's Parquet row groups in this project (spark.hadoop.parquet.block.size).
+ROW_GROUP_BYTES = 32 * 1024 * 1024
+
+
+def _write_like(metadata, table, target_folder, relative: Path, rows_per_group: int) -> None:
+    """Write `table` at `relative` in `target_folder` with the compression and timestamp type of
+    the file whose footer is `metadata` (the schema's metadata travels with the table)."""
+    import pyarrow.parquet as pq
+
     column_types = [metadata.schema.column(i).physical_type for i in range(len(metadata.schema))]
     compression = metadata.row_group(0).column(0).compression if metadata.num_row_groups else "SNAPPY"
     compression = "none" if compression == "UNCOMPRESSED" else compression.lower()
-    rows_per_group = max((metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)), default=1)
-    written = relative.parent / f"{origin_of(relative.name).removesuffix('.parquet')}.rewrite-{uuid.uuid4().hex}.parquet"
+    # Dictionaries and min/max statistics only where the original has them: an image column has
+    # neither (the project turns dictionaries off; Spark drops statistics of large values), and
+    # making them hashes and compares its large values, half of a copy's time.
+    first = metadata.row_group(0) if metadata.num_row_groups else None
+    columns = [first.column(i) for i in range(first.num_columns)] if first is not None else []
+    dictionary = [c.path_in_schema for c in columns if any("DICTIONARY" in e for e in c.encodings)]
+    statistics = [c.path_in_schema for c in columns if c.is_stats_set and c.statistics.has_min_max]
     out_filesystem, out_base = files.arrow_filesystem(target_folder)
-    out_filesystem.create_dir(f"{out_base}/{written.parent}", recursive=True)
-    pq.write_table(table, f"{out_base}/{written}", filesystem=out_filesystem, compression=compression,
+    out_filesystem.create_dir(f"{out_base}/{relative.parent}", recursive=True)
+    pq.write_table(table, f"{out_base}/{relative}", filesystem=out_filesystem, compression=compression,
+                   use_dictionary=dictionary if first is not None else True,
+                   write_statistics=statistics if first is not None else True,
                    row_group_size=max(1, rows_per_group), use_deprecated_int96_timestamps="INT96" in column_types)
-    return written

@@ -31,7 +31,7 @@ TARGET_KEYS = {"master", "remote", "spark", "warehouse", "threads"}
 # Configs a model may set in project.yml folders, in YAML, or with config() in its SQL.
 MODEL_CONFIG_KEYS = {
     "materialized", "tags", "partition_by", "enabled", "description", "unique_key",
-    "incremental_strategy", "on_schema_change", "delete_where", "full_refresh_when", "alias", "severity", "meta", "docs",
+    "incremental_strategy", "on_schema_change", "delete_where", "delete_unmatched", "full_refresh_when", "alias", "severity", "meta", "docs",
     "options",
 }
 MATERIALIZATIONS = {"table", "view", "ephemeral", "incremental"}

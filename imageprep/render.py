@@ -29,6 +29,7 @@ from .nodes import MODEL, TEST, DataTest, Model, Node
 from .project import MATERIALIZATIONS, MODEL_CONFIG_KEYS, Project, closest, _as_list
 
 BUILTIN_MACROS = Path(__file__).with_name("builtin_tests.sql")
+BUILTIN_SHOWN = "builtin_tests.sql"
 _MISSING = object()
 _TEST_BLOCK = re.compile(r"{%(-?)\s*(end)?test\b")
 
@@ -61,7 +62,7 @@ class Renderer:
             keep_trailing_newline=True, extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"])
         self.macro_templates: list[tuple[str, jinja2.Template]] = []
         for path in [BUILTIN_MACROS, *project.macro_files]:
-            shown = project.rel(path) if path != BUILTIN_MACROS else "builtin_tests.sql"
+            shown = project.rel(path) if path != BUILTIN_MACROS else BUILTIN_SHOWN
             self.sources[shown] = convert_test_blocks(path.read_text(encoding="utf-8"))
             self.macro_templates.append((shown, self._compile(shown)))
         self.macro_names = self._macro_names()
@@ -359,6 +360,8 @@ class Renderer:
             raise
         if "where" in config:
             sql = f"SELECT * FROM ({_strip_semicolon(sql)}) AS t WHERE {config['where']}"
+        elif self.macro_names[macro] == BUILTIN_SHOWN and owner.resource_type != "source":
+            test.native = _native_check(test_name, relation, column, rendered_args, self.project)
         test.compiled_sql = sql.strip()
         test.refs = list(dict.fromkeys(record["refs"]))
         test.new_rows_of = list(dict.fromkeys(record["new_rows"]))
@@ -408,6 +411,29 @@ class Renderer:
         if node.resource_type == MODEL and node.materialized == "ephemeral":
             raise ProjectError(f"tests cannot run on ephemeral model '{node.name}': it has no table")
         return node.name
+
+
+def _native_check(test_name: str, relation: str, column: str | None, args: dict, project: Project) -> dict | None:
+    """What native_tests needs to answer a built-in test (its macro, not a project's override, and
+    no `where`), or None when the arguments are not plain: values quoted as strings without
+    backslashes (Spark reads those as escapes), a `to` that is a model or seed of the project."""
+    if not column:
+        return None
+    spec = {"check": test_name, "model": relation, "column": column}
+    if test_name in ("not_null", "unique"):
+        return spec
+    if test_name == "accepted_values":
+        values = args.get("values")
+        if args.get("quote", True) is not True or not isinstance(values, (list, tuple)) or not all(
+                isinstance(v, (str, int)) and not isinstance(v, bool) and "\\" not in str(v) for v in values):
+            return None
+        return {**spec, "values": [str(v) for v in values]}
+    if test_name == "relationships":
+        to, field = args.get("to"), args.get("field")
+        if not isinstance(field, str) or not (to in project.models or to in project.seeds):
+            return None
+        return {**spec, "to": to, "field": field}
+    return None
 
 
 def _project_relative(root: Path, location: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote
 
+from .catalog import empty_frame
 from .errors import ProjectError
 from .files import canonical_uri, files_for, local_path, to_uri
 from .listing import DEFAULT_MAX_FILE_BYTES, FolderListing, ListedFile, list_local, list_uri, parse_size
@@ -145,7 +146,7 @@ def _load_named(spark, reader, files: list[ListedFile]):
     deleted since the listing is dropped from the names and the load tried again."""
     for _ in range(5):
         if not files:
-            return spark.createDataFrame([], _schema()).drop("read_error")
+            return empty_frame(spark, _schema()).drop("read_error")
         try:
             return reader.load([_escape_glob(f.uri) for f in files])
         except Exception as exc:  # AnalysisException PATH_NOT_FOUND

@@ -2,9 +2,10 @@
 
 Every node that stores rows ends here: a table model, a seed, and an incremental model, full or
 incremental build alike. A version is written once and never changed afterwards. An incremental
-build starts its version with the files of the current one that stay valid (hard-linked: the same
-bytes, nothing copied; copied where there are no links) and writes only the rest. If writing the
-version fails, its folder is removed: the catalog never names a partial version.
+build writes its new rows with Spark, then adds the files of the current version that stay valid
+(hard-linked: the same bytes, nothing copied; copied where there are no links) and copies, made
+with PyArrow, of those that lose rows. If writing the version fails, its folder is removed: the
+catalog never names a partial version.
 
 Publishing records the version in the warehouse's catalog with what later sessions and builds
 need: its row count and schema (a session registers the table without reading a Parquet footer),
@@ -13,8 +14,11 @@ the fingerprints it was built with, the files its model read through new_rows(),
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +28,8 @@ from . import files, normalization, parquet_rows
 from .errors import ProjectError
 from .nodes import Model
 from .warehouse import Warehouse
+
+log = logging.getLogger("imageprep")
 
 
 @dataclass(frozen=True)
@@ -55,30 +61,45 @@ class Written:
     rows: int | None  # None for a view or an ephemeral model
 
 
+@dataclass
+class Carried:
+    """Files of the current version (the folder `source`) that a new version takes over: as they
+    are (`keep`, hard-linked) and without the rows at some positions (`rewrite`); and small files
+    copied together, one file per group (`gather`: files of `source`, and files of the new version
+    itself, which are removed once copied). Paths are relative to their version folder; copies
+    are made with PyArrow (parquet_rows)."""
+
+    source: object  # a Path, or a StoragePath on a URI warehouse
+    keep: Sequence[Path] = ()
+    rewrite: dict[Path, set[int]] = field(default_factory=dict)
+    gather: list[tuple[list[Path], list[Path]]] = field(default_factory=list)
+    max_rows_per_file: int | None = None  # of a gathered file: the model's maxRecordsPerFile option
+
+
 def write_version(spark, warehouse: Warehouse, table: TableSpec, frame, provenance: Provenance = Provenance(),
-                  keep_from=None, keep: Sequence[Path] = (), rewrite: dict[Path, set[int]] | None = None) -> Written:
+                  carried: Carried | None = None, finish=None, confirm=None) -> Written:
     """Write `frame` as a new version of `table`, publish it and register it by name.
 
-    `keep`: files of the version folder `keep_from` (the current one), relative to it, that the new
-    version takes over as they are; `rewrite`: files of it that the new version takes over without
-    the rows at the positions given (copied with PyArrow: parquet_rows.rewrite_without)."""
+    `carried`: files of the current version the new one takes over. `finish`: called with the new
+    version folder once the frame's rows are in it, returns what is carried over instead (an
+    incremental merge that reads the keys of the rows it wrote). `confirm`: called once the
+    version is complete, before it is published; what it raises discards the version."""
     # A normalization record in `meta` goes into the files' schema too (annotate reads a model config).
     frame = normalization.annotate(frame, {"meta": table.meta})
     version = warehouse.new_version_folder(table.name)
     try:
-        for relative in keep:
-            _link_or_copy(keep_from / relative, version / relative)
-        if rewrite:  # one file per core at a time: PyArrow decodes and encodes without holding the GIL
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                list(pool.map(lambda item: parquet_rows.rewrite_without(keep_from / item[0], version, *item),
-                              sorted(rewrite.items())))
-        # Appending only beside the kept files: a version folder is otherwise new and empty.
-        # ("error" is Spark Connect's only name for errorifexists.)
-        writer = frame.write.mode("append" if keep or rewrite else "error").options(**table.options)
+        # ("error" is Spark Connect's only name for errorifexists: the folder is new.)
+        writer = frame.write.mode("error").options(**table.options)
         if table.partition_by:
             writer = writer.partitionBy(*table.partition_by)
         writer.parquet(str(version))
+        if finish is not None:
+            carried = finish(version)
+        if carried is not None:
+            _carry_over(carried, version)
         count, written = _read_back(spark, warehouse, version, None if table.partition_by else frame.schema)
+        if confirm is not None:
+            confirm()
     except BaseException:
         warehouse.discard(str(version))
         raise
@@ -87,6 +108,41 @@ def write_version(spark, warehouse: Warehouse, table: TableSpec, frame, provenan
                             **({"meta": table.meta} if table.meta else {}))
     written.createOrReplaceTempView(table.name)
     return Written(count)
+
+
+def _carry_over(carried: Carried, version) -> None:
+    """Link, copy without some rows, and gather the carried files into the new version folder."""
+    started = time.perf_counter()
+    source = carried.source
+    for relative in carried.keep:
+        _link_or_copy(source / relative, version / relative)
+    copies = [lambda item=item: parquet_rows.rewrite_without(source / item[0], version, *item)
+              for item in sorted(carried.rewrite.items())]
+    copies += [lambda old=old, new=new: parquet_rows.gather([source / f for f in old] + [version / f for f in new],
+                                                            version, _gathered_file_name, carried.max_rows_per_file)
+               for old, new in carried.gather]
+    if copies:  # one file per core at a time: PyArrow decodes and encodes without holding the GIL
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(lambda copy: copy(), copies))
+    for _, new in carried.gather:
+        for relative in new:
+            _remove_data_file(version, relative)
+    if copies:
+        log.info("%s: %d files kept, %d copied without some rows, %d groups gathered, in %.2fs", version,
+                 len(carried.keep), len(carried.rewrite), len(carried.gather), time.perf_counter() - started)
+
+
+def _gathered_file_name() -> str:
+    """A new name for a file that gathers the rows of several, in Spark's style."""
+    return f"part-gathered-{uuid.uuid4().hex}.parquet"
+
+
+def _remove_data_file(version, relative: Path) -> None:
+    """Remove a data file of a version folder being written, with Hadoop's checksum beside it."""
+    (version / relative).unlink()
+    checksum = version / relative.parent / f".{relative.name}.crc"  # Hadoop's, on a local disk
+    if checksum.exists():
+        checksum.unlink()
 
 
 def _read_back(spark, warehouse: Warehouse, version, written_schema):
@@ -123,10 +179,7 @@ def _remove_empty_files(version, rows: dict[Path, int]) -> None:
     if not any(rows.values()):
         empty = empty[1:]
     for relative in empty:
-        (version / relative).unlink()
-        checksum = version / relative.parent / f".{relative.name}.crc"  # Hadoop's, on a local disk
-        if checksum.exists():
-            checksum.unlink()
+        _remove_data_file(version, relative)
 
 
 def data_files(version) -> list[Path]:
@@ -167,6 +220,12 @@ def _partition_columns(model: Model) -> tuple[str, ...]:
     if not value:
         return ()
     return (value,) if isinstance(value, str) else tuple(value)
+
+
+def max_rows_per_file(options: dict[str, str]) -> int | None:
+    """The rows a file may hold by Spark's maxRecordsPerFile writer option (None: no limit)."""
+    value = {key.lower(): v for key, v in options.items()}.get("maxrecordsperfile")
+    return int(value) if value and int(value) > 0 else None
 
 
 def _write_options(model: Model) -> dict[str, str]:

@@ -25,16 +25,15 @@
     imageprep.training applies it when it reads a batch, as SQL's normalize(image, ...) would. With
     var store_tensors the float32 tensor is stored as well (column tensor, with tensor_shape).
     Incremental: a build reads only images that are new or changed (an image keeps its split), and
-    removes the rows of images that left the split. A new label moves the label indices after it,
-    so a change in the label encoding rebuilds the set in full (full_refresh_when). -#}
+    removes the rows of images that left the split (a changed image's rows are replaced: same key).
+    A new label moves the label indices after it, so a change in the label encoding rebuilds the
+    set in full (full_refresh_when). -#}
 {% macro training_rows(split_name, with_augmented=false) -%}
 {%- set this_set = this -%}
 {%- set normalization = choice_var('normalization', ['zero_one', 'minus_one_one', 'standard', 'imagenet']) -%}
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ ref('splits') ~ " s join " ~ ref('stg_images')
-                 ~ " r on r.path = s.path where s.split = '" ~ split_name ~ "' and s.path = " ~ this_set ~ ".path"
-                 ~ " and r.content_sha256 = " ~ this_set ~ ".content_sha256)",
+    delete_unmatched={'in': ref('splits'), 'on': ['path'], 'where': {'split': split_name}},
     full_refresh_when="exists (select label, label_index, size(label_onehot) from " ~ this_set
                       ~ " except select label, label_index, count(*) over () from " ~ ref('labels') ~ ")",
     meta={'normalization': {'column': 'image', 'method': normalization, 'layout': 'CHW'}}

@@ -1,12 +1,11 @@
 {#- Incremental image tables: each row is an image version, known by (path, content_sha256). -#}
 
-{#- delete_where of a table derived from images_resized: its rows for images that were deleted or
-    changed since (a changed file has a new content_sha256). `images`: the (path, content_sha256)
-    rows still wanted; by default stg_images, which holds them for every image of images_resized
-    without the pixels, so the check reads a narrow table instead of planning a scan of the images. -#}
-{% macro image_is_gone(images=none) -%}
-    {{- return("not exists (select 1 from " ~ (images or ref('stg_images')) ~ " g where g.path = " ~ this
-               ~ ".path and g.content_sha256 = " ~ this ~ ".content_sha256)") -}}
+{#- delete_unmatched of a table derived from images_resized: its rows for images that were deleted
+    or changed since (a changed file has a new content_sha256) are removed. stg_images holds
+    (path, content_sha256) for every image of images_resized without the pixels, so the check
+    reads a narrow table. -#}
+{% macro image_is_gone() -%}
+    {{- return({'in': ref('stg_images'), 'on': ['path', 'content_sha256']}) -}}
 {%- endmacro %}
 
 {#- On an incremental build, keep only the rows of `alias` that this table does not hold yet. -#}

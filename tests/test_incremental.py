@@ -293,6 +293,66 @@ def test_delete_where_that_is_not_sql_names_the_model(spark, tmp_path, capsys):
     assert code != 0 and "delete_where of 'inc'" in out and "no_such_column" in out
 
 
+@pytest.mark.parametrize("relation", ["table", "view"])
+def test_delete_unmatched_removes_the_rows_no_row_of_the_relation_matches(spark, tmp_path, capsys, monkeypatch,
+                                                                           relation):
+    # Against a table of the warehouse PyArrow finds the rows (no SQL is made for it); against a
+    # view, the same rule runs on Spark as its SQL. Both remove the same rows.
+    from imageprep import deletions
+
+    in_relation = "src" if relation == "table" else "src_view"
+    root = write_project(tmp_path, {
+        "models/src_view.sql": "{{ config(materialized='view') }} select * from {{ ref('src') }}",
+        "models/inc.sql": f"""
+            {{{{ config(materialized='incremental', unique_key='id',
+                        delete_unmatched={{'in': ref('{in_relation}'), 'on': ['id']}}) }}}}
+            select /*+ REPARTITION(id) */ id, tag from {{{{ ref('src') }}}}
+            {{% if is_incremental() %}} where id not in (select id from {{{{ this }}}}) {{% endif %}}
+            """})
+    made_sql = []
+    condition = deletions.unmatched_condition
+    monkeypatch.setattr(deletions, "unmatched_condition", lambda *a: made_sql.append(a) or condition(*a))
+    assert build_incremental(capsys, root, lo=0, hi=6, tag="a")[0] == 0
+    before = current_files(root)
+    assert build_incremental(capsys, root, lo=0, hi=8, gone=(2, 3), tag="b")[0] == 0
+    assert table(root) == [(0, "a"), (1, "a"), (4, "a"), (5, "a"), (6, "b"), (7, "b")]
+    assert bool(made_sql) == (relation == "view")
+    # The files that lost no row are kept as they were, those that did are copied without them;
+    # the two new rows came out of the query in two partitions, and are written as one file.
+    after = current_files(root)
+    assert all(before[name] == after[name] for name in set(before) & set(after))
+    new_files = [version_folder(root) / name for name in set(after) - set(before) if ".rewrite-" not in name]
+    assert [pq.read_table(f).column("id").to_pylist() for f in new_files] == [[6, 7]]
+    assert build_incremental(capsys, root, lo=0, hi=8, gone=(2, 3, 7), tag="c")[0] == 0
+    assert table(root) == [(0, "a"), (1, "a"), (4, "a"), (5, "a"), (6, "b")]
+
+
+def test_delete_unmatched_maps_columns_filters_the_relation_and_takes_several_rules(spark, tmp_path, capsys):
+    # A row stays while `keep` has its id as `kept_id` with grp 'x', and `src` still has its id.
+    root = write_project(tmp_path, {
+        "seeds/keep.csv": "kept_id,grp\n0,x\n1,x\n2,y\n3,x\n4,x\n",
+        "models/inc.sql": """
+            {{ config(materialized='incremental', unique_key='id',
+                      delete_unmatched=[{'in': ref('keep'), 'on': {'id': 'kept_id'}, 'where': {'grp': 'x'}},
+                                        {'in': ref('src'), 'on': 'id'}]) }}
+            select id, tag from {{ ref('src') }}
+            {% if is_incremental() %} where id not in (select id from {{ this }}) {% endif %}
+            """})
+    assert build_incremental(capsys, root, lo=0, hi=5, tag="a")[0] == 0
+    assert table(root) == [(i, "a") for i in range(5)]
+    assert build_incremental(capsys, root, lo=0, hi=5, gone=(4,), tag="b")[0] == 0
+    assert table(root) == [(0, "a"), (1, "a"), (3, "a")]  # 2: grp y; 4: gone from src
+
+
+def test_delete_unmatched_that_is_malformed_names_the_model(spark, tmp_path, capsys):
+    root = write_project(tmp_path, {"models/inc.sql": """
+        {{ config(materialized='incremental', unique_key='id', delete_unmatched={'on': ['id']}) }}
+        select id from {{ ref('src') }}
+        """})
+    code, out, _ = build_incremental(capsys, root, lo=0, hi=2)
+    assert code != 0 and "delete_unmatched of 'inc' needs 'in'" in out
+
+
 def test_new_rows_reads_only_the_files_written_since_the_models_last_build(spark, tmp_path, capsys):
     # `child` appends whatever new_rows() gives it, with no anti-join: a row read twice would show.
     root = write_project(tmp_path, {
@@ -400,6 +460,16 @@ def test_full_refresh_when_rebuilds_an_incremental_model_when_its_condition_hold
     assert table(root) == [(0, "reset"), (1, "reset"), (2, "reset")]
     results = json.loads((root / "target/run_results.json").read_text())["results"]
     assert "full_refresh_when held" in next(r["message"] for r in results if r["name"] == "inc")
+
+
+def test_full_refresh_when_that_is_not_sql_names_the_model_and_keeps_the_table(spark, tmp_path, capsys):
+    # The condition is checked while the incremental build runs: its error still fails the model,
+    # and the version written meanwhile is discarded, not published.
+    root = incremental_project(tmp_path, "incremental_strategy='append', full_refresh_when='no_such_column > 1'")
+    assert build_incremental(capsys, root, lo=0, hi=2, tag="a")[0] == 0
+    code, out, _ = build_incremental(capsys, root, lo=0, hi=3, tag="b")
+    assert code != 0 and "full_refresh_when of 'inc' is not a valid condition" in out
+    assert table(root) == [(0, "a"), (1, "a")]
 
 
 def test_a_merging_table_gathers_its_small_files_and_an_appending_one_keeps_them(spark, tmp_path, capsys):

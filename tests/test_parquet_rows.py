@@ -59,3 +59,52 @@ def test_a_file_rewritten_without_some_rows_reads_as_spark_wrote_it(spark, tmp_p
     assert pq.ParquetFile(tmp_path / "v2" / written).metadata.row_group(0).column(0).compression == "SNAPPY"
     assert rewrite_without(source, tmp_path / "v3", Path(source.name), set(range(6))) is None
     assert not (tmp_path / "v3").exists() or not list((tmp_path / "v3").rglob("*.parquet"))
+
+
+def test_keys_in_are_the_distinct_keys_without_null(tmp_path):
+    version = write_version(tmp_path / "v1")
+    from imageprep.parquet_rows import keys_in
+
+    assert keys_in(version, FILES, ["path", "copy_index"]) == sorted(
+        {("a", 0), ("b", 0), ("c", 0), ("a", 1), ("d", 0), ("b", 1)}, key=repr)
+
+
+def test_rows_not_in_matches_null_to_null_and_value_tuples_filter_as_sql(tmp_path):
+    from imageprep.parquet_rows import rows_not_in, value_tuples
+
+    version = write_version(tmp_path / "v1")
+    # The relation's rows with copy_index 0: a NULL in a filtered column matches nothing.
+    present = value_tuples(version, FILES, ["path"], {"copy_index": 0})
+    assert present == {("a",), ("b",), ("c",), ("d",), (None,)}
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"path": ["a", None, "x"]}), other)
+    found = rows_not_in(tmp_path, [Path("other.parquet")], ["path"], {("a",), (None,)})
+    assert found == {Path("other.parquet"): {2}}  # NULL matches NULL here, as <=> does
+
+
+def test_gather_copies_small_files_into_one_or_into_files_of_at_most_n_rows(tmp_path):
+    from imageprep.parquet_rows import gather
+
+    version = write_version(tmp_path / "v1")
+    out = tmp_path / "out"
+    out.mkdir()
+    names = iter(f"g{i}.parquet" for i in range(10))
+    one = gather([version / f for f in FILES], out, lambda: next(names))
+    assert [pq.read_table(out / f).column("path").to_pylist() for f in one] == [["a", "b", "c", "a", None, "d", "b"]]
+    several = gather([version / f for f in FILES], out, lambda: next(names), max_rows_per_file=3)
+    assert [pq.read_table(out / f).num_rows for f in several] == [3, 3, 1]
+    # Written as the originals were: same schema (and its metadata), same compression.
+    assert pq.read_schema(out / one[0]).equals(pq.read_schema(version / FILES[0]), check_metadata=True)
+    assert pq.ParquetFile(out / one[0]).metadata.row_group(0).column(0).compression == "SNAPPY"
+
+
+def test_a_copy_keeps_dictionaries_and_statistics_only_where_the_original_has_them(tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    pq.write_table(pa.table({"label": ["a", "b"] * 4, "data": [bytes(100)] * 8}), folder / "f.parquet",
+                   use_dictionary=["label"], write_statistics=["label"])
+    copy = rewrite_without(folder / "f.parquet", folder, Path("f.parquet"), {0})
+    chunks = pq.ParquetFile(folder / copy).metadata.row_group(0)
+    label, data = (chunks.column(i) for i in range(chunks.num_columns))
+    assert any("DICTIONARY" in e for e in label.encodings) and not any("DICTIONARY" in e for e in data.encodings)
+    assert label.statistics.has_min_max and not data.is_stats_set

@@ -3,7 +3,7 @@
 -- choice comes from the seed, the path below images_path and the copy index, so a rebuild or a
 -- retried Spark task gives the same bytes, and so does the same set of images in another folder.
 -- Incremental: only training images that are new (or changed) are read and get copies; copies
--- of images that left the training split, or changed, are removed. An image keeps its split, so
+-- of images that left the training split are removed, and those of a changed image replaced. An image keeps its split, so
 -- after `--full-refresh` of splits alone, refresh this model too (`--select splits+`).
 {%- set augment_ops = string_var('augment_ops') %}
 {%- set seed = int_var('seed') %}
@@ -11,8 +11,7 @@
 {%- set histogram_bins = int_var('histogram_bins', min=1, max=256) %}
 {{ config(
     materialized='incremental', unique_key=['path', 'copy_index'], incremental_strategy='merge',
-    delete_where=image_is_gone("(select r.path, r.content_sha256 from " ~ ref('stg_images') ~ " r join "
-                               ~ ref('splits') ~ " s on s.path = r.path and s.split = 'train')")
+    delete_unmatched={'in': ref('splits'), 'on': ['path'], 'where': {'split': 'train'}}
 ) }}
 select
     r.path,

@@ -11,7 +11,7 @@
 -- label's counts are within one image of the ratios when there are no duplicate groups.
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ ref('image_groups') ~ " g where g.path = splits.path)"
+    delete_unmatched={'in': ref('image_groups'), 'on': ['path']}
 ) }}
 {% set ratios = split_ratios() %}
 with images as (

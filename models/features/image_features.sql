@@ -5,7 +5,7 @@
 -- Incremental: only images that are new or changed in images_resized are read.
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
-    delete_where=image_is_gone()
+    delete_unmatched=image_is_gone()
 ) }}
 select
     r.path,

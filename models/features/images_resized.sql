@@ -12,9 +12,7 @@
 {%- set histogram_bins = int_var('histogram_bins', min=1, max=256) %}
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ ref('stg_files') ~ " f where f.path = images_resized.path"
-                 ~ " and f.size_bytes = images_resized.size_bytes and f.modified_at = images_resized.modified_at"
-                 ~ " and f.content_sha256 = images_resized.content_sha256)"
+    delete_unmatched={'in': ref('stg_files'), 'on': ['path', 'size_bytes', 'modified_at', 'content_sha256']}
 ) }}
 with new_files as (
     select f.path, f.label, f.size_bytes, f.modified_at, f.content_sha256

@@ -13,10 +13,8 @@
 {% set image_features = ref('image_features') %}
 {{ config(
     materialized='incremental', unique_key=['path_a', 'path_b'], incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ image_features ~ " f where f.path = " ~ this ~ ".path_a"
-                 ~ " and f.content_sha256 = " ~ this ~ ".sha_a)"
-                 ~ " or not exists (select 1 from " ~ image_features ~ " f where f.path = " ~ this ~ ".path_b"
-                 ~ " and f.content_sha256 = " ~ this ~ ".sha_b)"
+    delete_unmatched=[{'in': image_features, 'on': {'path_a': 'path', 'sha_a': 'content_sha256'}},
+                      {'in': image_features, 'on': {'path_b': 'path', 'sha_b': 'content_sha256'}}]
 ) }}
 with all_images as (
     select named_struct('path', path, 'content_sha256', content_sha256, 'phash', phash) as image, band,

@@ -7,9 +7,7 @@
 -- were deleted or changed since are removed first.
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ ref('stg_files') ~ " f where f.path = image_errors.path"
-                 ~ " and f.content_sha256 <=> image_errors.content_sha256"
-                 ~ " and f.modified_at = image_errors.modified_at)"
+    delete_unmatched={'in': ref('stg_files'), 'on': ['path', 'content_sha256', 'modified_at']}
 ) }}
 select
     f.path,
