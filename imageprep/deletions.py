@@ -83,7 +83,8 @@ def _literal(value) -> str:
 def unmatched_rows(warehouse, spec: dict, current, version_files: list[Path]) -> dict[Path, set[int]] | None:
     """{file: positions} of the rows of the current version (`current`, its `version_files`) that
     no row of `spec['in']` matches, found with PyArrow; None where PyArrow cannot answer (the
-    relation is not a table of the warehouse, or a column is not a plain column of the files)."""
+    relation is not a table of the warehouse, or a column is not a plain column of the files, or is
+    a float column, whose NaN only SQL's <=> matches)."""
     entry = warehouse.catalog().get(spec["in"])
     if not entry or entry.get("kind") != "table" or not files.pyarrow_reads(current):
         return None
@@ -93,7 +94,7 @@ def unmatched_rows(warehouse, spec: dict, current, version_files: list[Path]) ->
     try:
         present = parquet_rows.value_tuples(other, data_files(other), list(spec["on"].values()), spec["where"])
         return parquet_rows.rows_not_in(current, version_files, list(spec["on"]), present)
-    except Exception:  # noqa: BLE001 - a column PyArrow does not find as such: the SQL decides
+    except Exception:  # noqa: BLE001 - a column PyArrow does not read as such: the SQL decides
         return None
 
 

@@ -62,6 +62,7 @@ def value_tuples(version, data_files: list[Path], columns: list[str], where: dic
                               filesystem=filesystem)
         for column, value in where.items():
             table = table.filter(pc.equal(table.column(column), value))
+        _require_exact_equality(table, columns)
         found.update(zip(*(table.column(c).to_pylist() for c in columns)))
     return found
 
@@ -77,10 +78,20 @@ def rows_not_in(version, data_files: list[Path], columns: list[str], present: se
         table = pq.read_table(f"{base}/{relative}", columns=columns, filesystem=filesystem)
         if table.num_columns != len(set(columns)):
             raise KeyError(f"{relative} lacks one of {columns}")
+        _require_exact_equality(table, columns)
         rows = {i for i, row in enumerate(zip(*(table.column(c).to_pylist() for c in columns))) if row not in present}
         if rows:
             found[relative] = rows
     return found
+
+
+def _require_exact_equality(table, columns: list[str]) -> None:
+    """Raise for float columns: Python's == says NaN differs from NaN, where SQL's <=> matches them."""
+    import pyarrow as pa
+
+    floats = [c for c in columns if pa.types.is_floating(table.column(c).type)]
+    if floats:
+        raise TypeError(f"float columns {floats} are compared by Spark")
 
 
 def origin_of(name: str) -> str:
