@@ -85,11 +85,8 @@ def unmatched_rows(warehouse, spec: dict, current, version_files: list[Path]) ->
     no row of `spec['in']` matches, found with PyArrow; None where PyArrow cannot answer (the
     relation is not a table of the warehouse, or a column is not a plain column of the files, or is
     a float column, whose NaN only SQL's <=> matches)."""
-    entry = warehouse.catalog().get(spec["in"])
-    if not entry or entry.get("kind") != "table" or not files.pyarrow_reads(current):
-        return None
-    other = warehouse.root / entry["version"]
-    if not files.pyarrow_reads(other):
+    other = warehouse.current_version_folder(spec["in"])
+    if other is None or not files.pyarrow_reads(other) or not files.pyarrow_reads(current):
         return None
     try:
         present = parquet_rows.value_tuples(other, data_files(other), list(spec["on"].values()), spec["where"])

@@ -174,8 +174,8 @@ def _in_groups_by_size(sizes: dict[Path, int]) -> list[list[Path]]:
 def _append_or_merge(spark, model: Model, strategy: str, current, old, incoming, partition_by: tuple[str, ...],
                      release: list) -> NextVersion:
     """An append or merge where Spark reads the files (a URI warehouse PyArrow does not reach, or a
-    partitioned table): the query's rows are cached, their keys and delete_where's rows found in
-    one action, and the rows written in a second, with the rows that stay of the files that lose
+    partitioned table): the query's rows are cached, their keys and the deleted rows (delete_where,
+    and delete_unmatched as SQL) found in one action, and the rows written in a second, with the rows that stay of the files that lose
     some (or those are copied with PyArrow, where it reads the warehouse)."""
     # Rows leave the table when the query replaces their key (merge) or delete_where holds for
     # them. Files without such rows are kept as they are; the others are rewritten without them.

@@ -18,7 +18,7 @@ seen), the whole table for unique and relationships.
 from __future__ import annotations
 
 from . import files
-from .parquet_rows import origin_of
+from .new_rows import unseen_files
 from .table_writer import data_files
 
 CHECKS = ("not_null", "unique", "accepted_values", "relationships")
@@ -39,15 +39,13 @@ def passes(warehouse, test, seen_before: dict[str, list[str]] | None) -> dict[st
 def _passes(warehouse, test, spec: dict, seen_before) -> dict[str, list[str]] | None:
     import pyarrow.compute as pc
 
-    catalog = warehouse.catalog()
-    folder, all_files = _table_files(warehouse, catalog, spec["model"])
+    folder, all_files = _table_files(warehouse, spec["model"])
     if folder is None or set(test.new_rows_of) - {spec["model"]}:
         return None
     reads_new_rows = spec["model"] in test.new_rows_of
     read = all_files
     if reads_new_rows and seen_before is not None and spec["model"] in seen_before:
-        seen = {origin_of(f) for f in seen_before[spec["model"]]}
-        read = [f for f in all_files if origin_of(str(f)) not in seen]
+        read = unseen_files(all_files, seen_before[spec["model"]])
     column = _column(folder, read, spec["column"])
     if column is None:
         return None
@@ -66,7 +64,7 @@ def _passes(warehouse, test, spec: dict, seen_before) -> dict[str, list[str]] | 
             return None
         ok = pc.all(pc.is_in(column.drop_null(), value_set=pa.array(spec["values"], column.type))).as_py() is True
     elif check == "relationships":
-        parent_folder, parent_files = _table_files(warehouse, catalog, spec["to"])
+        parent_folder, parent_files = _table_files(warehouse, spec["to"])
         if parent_folder is None:
             return None
         parent = _column(parent_folder, parent_files, spec["field"])
@@ -77,18 +75,16 @@ def _passes(warehouse, test, spec: dict, seen_before) -> dict[str, list[str]] | 
         return None
     if not ok:
         return None
-    return {spec["model"]: [str(f) for f in all_files]} if reads_new_rows else {}
+    return {spec["model"]: all_files} if reads_new_rows else {}
 
 
-def _table_files(warehouse, catalog: dict, name: str):
-    """(version folder, data files) of a table PyArrow reads; (None, []) otherwise."""
-    entry = catalog.get(name)
-    if not entry or entry.get("kind") != "table":
+def _table_files(warehouse, name: str):
+    """(version folder, its data files as new_rows() names them) of a table PyArrow reads; (None,
+    []) otherwise."""
+    folder = warehouse.current_version_folder(name)
+    if folder is None or not files.pyarrow_reads(folder):
         return None, []
-    folder = warehouse.root / entry["version"]
-    if not files.pyarrow_reads(folder):
-        return None, []
-    return folder, data_files(folder)
+    return folder, [str(f) for f in data_files(folder)]
 
 
 def _column(folder, relative_files: list, name: str):

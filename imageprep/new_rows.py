@@ -67,9 +67,7 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
             frame = read_table(spark, warehouse, entry)
         else:
             # Only the unseen files are read (each read of files costs Spark a listing of them).
-            # A file a rewrite copied from one the node read holds only rows it read.
-            seen_files = {origin_of(f) for f in seen}
-            unseen = [f for f in files if origin_of(f) not in seen_files]
+            unseen = unseen_files(files, seen)
             if unseen:
                 # basePath keeps the partition columns of files read one by one.
                 frame = (spark.read.schema(table_schema(entry)).option("basePath", str(folder))
@@ -78,6 +76,13 @@ def register(spark, warehouse, node, seen_before: dict[str, list[str]] | None,
                 frame = empty_frame(spark, table_schema(entry))
         frame.createOrReplaceTempView(name)
     return now
+
+
+def unseen_files(files: list[str], seen: list[str]) -> list[str]:
+    """Those of a table's `files` a node has not read, given the files it had (`seen`). A file a
+    rewrite copied from one the node read holds only rows it read."""
+    seen_origins = {origin_of(f) for f in seen}
+    return [f for f in files if origin_of(f) not in seen_origins]
 
 
 def _file_key(entry) -> str:

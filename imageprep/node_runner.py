@@ -289,7 +289,7 @@ class FullRefreshCheck:
 
 
 def _full_refresh_wanted(spark, model) -> bool:
-    """Whether the model's full_refresh_when condition holds now (before an incremental build)."""
+    """Whether the model's full_refresh_when condition holds now (on the tables before this build of it)."""
     condition = model.config.get("full_refresh_when")
     if not condition:
         return False
