@@ -121,22 +121,38 @@ def rewrite_without(source, target_folder, relative: Path, positions: set[int]) 
     name) without the rows at `positions`; its path relative to `target_folder`, or None when no
     row is left (no file is written). Schema, footer metadata (Spark's schema, a normalization
     record), compression and INT96 timestamps are kept, so Spark and PyArrow read the copy as
-    they read the original."""
+    they read the original. Row groups that lose no row are copied as bytes (parquet_splice);
+    when every group loses rows, the file is decoded and written again whole."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from . import parquet_splice
+
     filesystem, path = files.arrow_filesystem(source)
-    parquet = pq.ParquetFile(path, filesystem=filesystem)
-    table = parquet.read(use_threads=False)  # the callers copy one file per core already
+    written = relative.parent / f"{origin_of(relative.name).removesuffix('.parquet')}.rewrite-{uuid.uuid4().hex}.parquet"
+    out_filesystem, target = _output(target_folder, written)
+    with filesystem.open_input_file(path) as original:
+        parquet = pq.ParquetFile(original)
+        metadata = parquet.metadata
+        if len(positions) >= metadata.num_rows:
+            return None
+
+        def write_group(table):
+            sink = pa.BufferOutputStream()
+            _write_like(metadata, table, sink, max(1, table.num_rows))
+            return sink.getvalue()
+
+        with out_filesystem.open_output_stream(target) as out:
+            spliced = parquet_splice.copy_without(original, out, positions, write_group)
+        if spliced:
+            return written
+        out_filesystem.delete_file(target)
+        table = parquet.read(use_threads=False)  # the callers copy one file per core already
     keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), pa.array(sorted(positions), pa.int64())))
     table = table.filter(keep)
-    if table.num_rows == 0:
-        return None
-    metadata = parquet.metadata
     rows_per_group = max((metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)), default=1)
-    written = relative.parent / f"{origin_of(relative.name).removesuffix('.parquet')}.rewrite-{uuid.uuid4().hex}.parquet"
-    _write_like(metadata, table, target_folder, written, rows_per_group)
+    _write_like(metadata, table, (out_filesystem, target), rows_per_group)
     return written
 
 
@@ -156,17 +172,25 @@ def gather(sources: list, target_folder, new_name, max_rows_per_file: int | None
     written = []
     for start in range(0, max(1, table.num_rows), step):
         written.append(Path(new_name()))
-        _write_like(parquets[0].metadata, table.slice(start, step), target_folder, written[-1], rows_per_group)
+        _write_like(parquets[0].metadata, table.slice(start, step), _output(target_folder, written[-1]), rows_per_group)
     return written
 
 
-# Spark's Parquet row groups in this project (spark.hadoop.parquet.block.size).
-ROW_GROUP_BYTES = 32 * 1024 * 1024
+# The project's Parquet row groups, Spark's (spark.hadoop.parquet.block.size) and PyArrow's.
+ROW_GROUP_BYTES = 2 * 1024 * 1024
 
 
-def _write_like(metadata, table, target_folder, relative: Path, rows_per_group: int) -> None:
-    """Write `table` at `relative` in `target_folder` with the compression and timestamp type of
-    the file whose footer is `metadata` (the schema's metadata travels with the table)."""
+def _output(target_folder, relative: Path) -> tuple:
+    """Where PyArrow writes `relative` in `target_folder`, its folder made: (filesystem, path)."""
+    out_filesystem, out_base = files.arrow_filesystem(target_folder)
+    out_filesystem.create_dir(f"{out_base}/{relative.parent}", recursive=True)
+    return out_filesystem, f"{out_base}/{relative}"
+
+
+def _write_like(metadata, table, output, rows_per_group: int) -> None:
+    """Write `table` to `output` (a (filesystem, path) pair, or a PyArrow output stream) with the
+    compression and timestamp type of the file whose footer is `metadata` (the schema's metadata
+    travels with the table)."""
     import pyarrow.parquet as pq
 
     column_types = [metadata.schema.column(i).physical_type for i in range(len(metadata.schema))]
@@ -179,9 +203,8 @@ def _write_like(metadata, table, target_folder, relative: Path, rows_per_group: 
     columns = [first.column(i) for i in range(first.num_columns)] if first is not None else []
     dictionary = [c.path_in_schema for c in columns if any("DICTIONARY" in e for e in c.encodings)]
     statistics = [c.path_in_schema for c in columns if c.is_stats_set and c.statistics.has_min_max]
-    out_filesystem, out_base = files.arrow_filesystem(target_folder)
-    out_filesystem.create_dir(f"{out_base}/{relative.parent}", recursive=True)
-    pq.write_table(table, f"{out_base}/{relative}", filesystem=out_filesystem, compression=compression,
+    filesystem, where = output if isinstance(output, tuple) else (None, output)
+    pq.write_table(table, where, filesystem=filesystem, compression=compression,
                    use_dictionary=dictionary if first is not None else True,
                    write_statistics=statistics if first is not None else True,
                    row_group_size=max(1, rows_per_group), use_deprecated_int96_timestamps="INT96" in column_types)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .connect import connect_session, is_connect_url
 from .errors import ProjectError
+from .parquet_rows import ROW_GROUP_BYTES
 
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties").as_uri()
 LOOPBACK = "127.0.0.1"
@@ -68,7 +69,10 @@ LOCAL_DEFAULTS = {
     # Parquet checks page and row-group sizes only every 100 rows by default: 100 image rows are
     # a 75 MB page, buffered on the heap and again in the compressor's off-heap buffers.
     "spark.hadoop.parquet.page.size.row.check.min": "10",
-    "spark.hadoop.parquet.block.size": str(32 * 1024 * 1024),
+    # Row groups of 2 MB, about 14 images of 224x224: a merge or a deletion copies the row groups
+    # that lose no row as bytes (parquet_splice), so a group is what one deleted row costs to
+    # decode and write again. Small tables stay one group.
+    "spark.hadoop.parquet.block.size": str(ROW_GROUP_BYTES),
     # No dictionary encoding for the image columns: every row group starts each column with a
     # dictionary, which hashes whole values (a 600 kB tensor) before giving up on them: a fifth
     # of the JVM's sampled CPU in a profile. Other columns keep it.
