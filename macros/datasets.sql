@@ -26,6 +26,9 @@
     var store_tensors the float32 tensor is stored as well (column tensor, with tensor_shape).
     Incremental: a build reads only images that are new or changed (an image keeps its split), and
     removes the rows of images that left the split (a changed image's rows are replaced: same key).
+    No anti-join on the set itself: the rather rare rows new_rows() gives again (a gathered file
+    upstream) are copied again and replace themselves, where the anti-join would read the key
+    columns of every row of the set on every build.
     A new label moves the label indices after it, so a change in the label encoding rebuilds the
     set in full (full_refresh_when). -#}
 {% macro training_rows(split_name, with_augmented=false) -%}
@@ -66,10 +69,6 @@ labelled as (
     from rows
     join {{ ref('labels') }} l on l.label = rows.label
     cross join label_count c
-    {%- if is_incremental() %}
-    left anti join {{ this }} t
-        on t.path = rows.path and t.copy_index = rows.copy_index and t.content_sha256 = rows.content_sha256
-    {%- endif %}
 )
 select
     path,

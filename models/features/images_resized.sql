@@ -5,7 +5,8 @@
 -- so no later model sends these pixels back to Python for them.
 --
 -- Incremental: a build reads and decodes only the files that are new or changed (size or
--- modification time); the rows of files that were deleted or changed are removed first.
+-- modification time: new_rows of the folder gives only those, so no anti-join on this table is
+-- needed); the rows of files that were deleted or changed are removed.
 {%- set image_size = int_var('image_size', min=1) %}
 {%- set resize_mode = choice_var('resize_mode', ['stretch', 'fit', 'cover'], ignore_case=true) %}
 {%- set interpolation = choice_var('interpolation', ['nearest', 'bilinear', 'bicubic', 'lanczos'], ignore_case=true) %}
@@ -17,11 +18,6 @@
 with new_files as (
     select f.path, f.label, f.size_bytes, f.modified_at, f.content_sha256
     from {{ ref('stg_files') }} f
-    {%- if is_incremental() %}
-    left anti join {{ this }} t
-        on t.path = f.path and t.size_bytes = f.size_bytes and t.modified_at = f.modified_at
-       and t.content_sha256 = f.content_sha256
-    {%- endif %}
 )
 select
     n.path,
