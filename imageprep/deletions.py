@@ -14,8 +14,10 @@ a table that mirrors another forgets what left it: a file deleted or changed, an
 list of them removes the rows any one leaves unmatched. It says no more than its SQL would
 (`not exists (select 1 from <in> where <on columns> <=> ...)`), but in a form the runner reads:
 where PyArrow reads the warehouse and `in` is a table of it, the rows are found from the `on`
-columns of both tables' files, in milliseconds and without a Spark job; elsewhere (a source, a
-view, a URI warehouse PyArrow does not reach) that SQL runs on Spark.
+columns of both tables' files, in milliseconds and without a Spark job. Where `in` is an image
+folder the build listed, the listing tells whether any row is unmatched: when none is, no Spark
+job runs. Elsewhere (some rows unmatched in a folder, another source, a view, a URI warehouse
+PyArrow does not reach) that SQL runs on Spark.
 
 `delete_where` is any SQL condition on the table's current rows, which are named after the model;
 the rows it holds for are removed. It always runs on Spark.
@@ -28,6 +30,7 @@ from pathlib import Path
 from . import files, parquet_rows
 from .errors import ProjectError
 from .nodes import Model
+from .sources import row_keys
 from .table_writer import data_files
 
 UNMATCHED_KEYS = {"in", "on", "where"}
@@ -80,11 +83,15 @@ def _literal(value) -> str:
     return repr(value)
 
 
-def unmatched_rows(warehouse, spec: dict, current, version_files: list[Path]) -> dict[Path, set[int]] | None:
+def unmatched_rows(warehouse, spec: dict, current, version_files: list[Path],
+                   folders: dict | None = None) -> dict[Path, set[int]] | None:
     """{file: positions} of the rows of the current version (`current`, its `version_files`) that
     no row of `spec['in']` matches, found with PyArrow; None where PyArrow cannot answer (the
     relation is not a table of the warehouse, or a column is not a plain column of the files, or is
-    a float column, whose NaN only SQL's <=> matches)."""
+    a float column, whose NaN only SQL's <=> matches). `folders`: the image folders the build
+    listed, by relation, (source, listing)."""
+    if spec["in"] in (folders or {}):
+        return _nothing_unmatched_in_folder(spec, *folders[spec["in"]], current, version_files)
     other = warehouse.current_version_folder(spec["in"])
     if other is None or not files.pyarrow_reads(other) or not files.pyarrow_reads(current):
         return None
@@ -93,6 +100,30 @@ def unmatched_rows(warehouse, spec: dict, current, version_files: list[Path]) ->
         return parquet_rows.rows_not_in(current, version_files, list(spec["on"]), present)
     except Exception:  # noqa: BLE001 - a column PyArrow does not read as such: the SQL decides
         return None
+
+
+def _nothing_unmatched_in_folder(spec: dict, source, listing, current, version_files: list[Path]) -> dict | None:
+    """{} when every current row matches a file of the image folder as its rows give it (path,
+    length, modificationTime), told from the build's listing with no Spark job; otherwise None,
+    and Spark's SQL finds the rows, as it would have. Only "nothing to remove" is said here (as a
+    data test's pass is), so the rows a build does remove are always Spark's: the listing says
+    what the folder's rows hold, not how Spark would spell a path it has not read."""
+    if spec["where"] or not set(spec["on"].values()) <= set(FOLDER_ROW_KEY) or not files.pyarrow_reads(current):
+        return None
+    keys = row_keys(source, listing)
+    if keys is None:
+        return None
+    theirs = list(spec["on"].values())
+    present = {tuple(key[FOLDER_ROW_KEY.index(column)] for column in theirs) for key in keys}
+    try:
+        unmatched = parquet_rows.rows_not_in(current, version_files, list(spec["on"]), present, timestamps_in_micros=True)
+    except Exception:  # noqa: BLE001 - a column PyArrow does not read as such: the SQL decides
+        return None
+    return {} if not unmatched else None
+
+
+# The columns of an image folder's rows that row_keys gives, in its order.
+FOLDER_ROW_KEY = ("path", "length", "modificationTime")
 
 
 def rows_to_delete(model: Model, tagged, unmatched_left: list[dict]):

@@ -80,19 +80,22 @@ class NextVersion:
 
 
 @contextmanager
-def next_version(spark, model: Model, query, warehouse, partition_by: tuple[str, ...]) -> Iterator[NextVersion]:
+def next_version(spark, model: Model, query, warehouse, partition_by: tuple[str, ...],
+                 folders: dict | None = None) -> Iterator[NextVersion]:
     """The next version of an incremental model's existing table, given the frame of its query.
     What was started to work it out (cached frames, a Spark action running beside the write) is
-    released when the block that writes it ends."""
+    released when the block that writes it ends. `folders`: the build's image folder listings,
+    by relation, (source, listing)."""
     release: list[Callable[[], None]] = []
     try:
-        yield _plan(spark, model, query, warehouse, partition_by, release)
+        yield _plan(spark, model, query, warehouse, partition_by, release, folders or {})
     finally:
         for step in release:
             step()
 
 
-def _plan(spark, model: Model, query, warehouse, partition_by: tuple[str, ...], release: list) -> NextVersion:
+def _plan(spark, model: Model, query, warehouse, partition_by: tuple[str, ...], release: list,
+          folders: dict) -> NextVersion:
     strategy = strategy_of(model)
     entry = warehouse.catalog()[model.name]
     current = warehouse.root / entry["version"]
@@ -105,11 +108,12 @@ def _plan(spark, model: Model, query, warehouse, partition_by: tuple[str, ...], 
         keep = [f for f in data_files(current) if _partition_values(f, partition_by) not in replaced]
         return NextVersion(incoming, Carried(current, keep))
     if files.pyarrow_reads(current) and not partition_by:
-        return _written_first(spark, model, strategy, warehouse, current, old, incoming, release)
+        return _written_first(spark, model, strategy, warehouse, current, old, incoming, release, folders)
     return _append_or_merge(spark, model, strategy, current, old, incoming, partition_by, release)
 
 
-def _written_first(spark, model: Model, strategy: str, warehouse, current, old, incoming, release: list) -> NextVersion:
+def _written_first(spark, model: Model, strategy: str, warehouse, current, old, incoming, release: list,
+                   folders: dict) -> NextVersion:
     """An append or merge where PyArrow reads the warehouse: the query's rows are written first, in
     the build's one Spark action for them (no cache, no second action); the keys they replace are
     then read back from the written files and looked up in the current ones with PyArrow.
@@ -121,7 +125,7 @@ def _written_first(spark, model: Model, strategy: str, warehouse, current, old, 
     unmatched: dict[Path, set[int]] = {}
     specs_left = []
     for spec in deletions.unmatched_specs(model):
-        found = deletions.unmatched_rows(warehouse, spec, current, version_files)
+        found = deletions.unmatched_rows(warehouse, spec, current, version_files, folders)
         if found is None:
             specs_left.append(spec)
         for relative, rows in (found or {}).items():

@@ -29,6 +29,7 @@ class ListedFile:
     modified: datetime
     problem: str | None = None   # why the file is not read; None for a file to read
     os_path: str | None = None   # the name to open when it differs from the URI (not valid UTF-8)
+    modified_ns: int | None = None  # the OS's exact modification time (local files), which Spark reads in ms
 
     @property
     def key(self) -> tuple[str, int, float]:
@@ -115,7 +116,7 @@ def _classify(entry: os.DirEntry, max_file_bytes: int) -> ListedFile | os.stat_r
         return ListedFile(uri, info.st_size, modified, too_large(info.st_size, max_file_bytes), os_path)
     if not os.access(path, os.R_OK):
         return ListedFile(uri, info.st_size, modified, "unreadable: permission denied", os_path)
-    return ListedFile(uri, info.st_size, modified, None, os_path)
+    return ListedFile(uri, info.st_size, modified, None, os_path, info.st_mtime_ns)
 
 
 def too_large(size: int, max_file_bytes: int) -> str:

@@ -22,12 +22,14 @@ from .warehouse import Warehouse
 
 def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, fingerprint: str | None = None,
                       incremental: bool = False, logic: str | None = None,
-                      seen: dict[str, list[str]] | None = None, confirm=None) -> Written:
+                      seen: dict[str, list[str]] | None = None, confirm=None, folders: dict | None = None) -> Written:
     """Run the model's SQL as its materialization says. `incremental`: add to the existing table
     (an incremental model built before, and not refreshed in full). `fingerprint` and `logic`: the
     node's fingerprints, and `seen`: the files of the tables it read through new_rows(), kept with
     the table for the next build. `confirm`: called, on an incremental build, once the new version
-    is written and before it is published; what it raises discards the version."""
+    is written and before it is published; what it raises discards the version. `folders`: the
+    image folders the build listed, by relation, (source, listing): delete_unmatched against one
+    is answered from its listing where it can be."""
     kind = model.materialized
     if kind == "ephemeral":
         return Written(None)
@@ -45,7 +47,7 @@ def materialize_model(spark, model: Model, sql: str, warehouse: Warehouse, finge
     if kind == "incremental":
         unmatched_specs(model)  # a malformed delete_unmatched fails the first build, not a later one
     if kind == "incremental" and incremental:
-        with next_version(spark, model, query, warehouse, table.partition_by) as next_one:
+        with next_version(spark, model, query, warehouse, table.partition_by, folders) as next_one:
             return write_version(spark, warehouse, table, next_one.rows, provenance,
                                  carried=next_one.carried, finish=next_one.finish, confirm=confirm)
     return write_version(spark, warehouse, table, query, provenance)

@@ -184,7 +184,8 @@ def run_node(ctx: NodeContext, node, natively: bool = True) -> NodeResult:
             check = FullRefreshCheck(ctx.spark, node) if incremental and node.config.get("full_refresh_when") else None
             try:
                 written = materialize_model(ctx.spark, node, sql, ctx.warehouse, fingerprint, incremental=incremental,
-                                            logic=logic, seen=files_now, confirm=check and check.confirm)
+                                            logic=logic, seen=files_now, confirm=check and check.confirm,
+                                            folders=_folders(ctx))
             except FullRefreshWanted:  # the incremental version was discarded unpublished
                 written = materialize_model(ctx.spark, node, compiled.baseline_sql.get(node.unique_id, sql),
                                             ctx.warehouse, fingerprint, incremental=False, logic=logic, seen=files_now)
@@ -299,6 +300,13 @@ def _full_refresh_wanted(spark, model) -> bool:
     except Exception as exc:
         raise ProjectError(f"full_refresh_when of '{model.name}' is not a valid condition: "
                            f"{str(exc).splitlines()[0]}", path=model.path) from None
+
+
+def _folders(ctx: NodeContext) -> dict:
+    """The image folders this build listed, by relation: (source, listing)."""
+    sources = ctx.compiled.sources_by_relation
+    return {relation: (sources[relation], listing) for relation, listing in ctx.inputs.listings.items()
+            if relation in sources}
 
 
 def _register_sources(ctx: NodeContext, node) -> None:

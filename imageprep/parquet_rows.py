@@ -67,9 +67,12 @@ def value_tuples(version, data_files: list[Path], columns: list[str], where: dic
     return found
 
 
-def rows_not_in(version, data_files: list[Path], columns: list[str], present: set[tuple]) -> dict[Path, set[int]]:
+def rows_not_in(version, data_files: list[Path], columns: list[str], present: set[tuple],
+                timestamps_in_micros: bool = False) -> dict[Path, set[int]]:
     """Positions of the rows of each of `data_files` whose `columns` tuple is not in `present`
-    (NULL equal to NULL); files without such rows are left out."""
+    (NULL equal to NULL); files without such rows are left out. `timestamps_in_micros`: timestamp
+    columns are compared as integer microseconds since the epoch."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     filesystem, base = files.arrow_filesystem(version)
@@ -79,6 +82,10 @@ def rows_not_in(version, data_files: list[Path], columns: list[str], present: se
         if table.num_columns != len(set(columns)):
             raise KeyError(f"{relative} lacks one of {columns}")
         _require_exact_equality(table, columns)
+        if timestamps_in_micros:
+            table = pa.table({c: table.column(c).cast(pa.timestamp("us")).cast(pa.int64())
+                              if pa.types.is_timestamp(table.column(c).type) else table.column(c)
+                              for c in table.column_names})
         rows = {i for i, row in enumerate(zip(*(table.column(c).to_pylist() for c in columns))) if row not in present}
         if rows:
             found[relative] = rows

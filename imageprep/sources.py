@@ -17,6 +17,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote
@@ -99,9 +100,8 @@ def read_image_folder(spark, source: Source, only: Callable[[ListedFile], bool] 
     root_uri = to_uri(source.location)
     if listing is None:
         listing = list_image_folder(spark, source)
-    pattern = re.compile(glob_to_regex(settings.glob), re.IGNORECASE) if settings.glob else None
-    files = [f for f in listing.files if (pattern is None or pattern.match(f.uri.rsplit("/", 1)[-1]))
-             and (settings.include_hidden or not _hidden(f.uri, root_uri))]
+    pattern = _name_pattern(settings)
+    files = folder_files(source, listing)
     chosen = files if only is None else [f for f in files if only(f)]
 
     reader = (spark.read.format("binaryFile").option("recursiveFileLookup", str(settings.recursive).lower())
@@ -130,6 +130,38 @@ def read_image_folder(spark, source: Source, only: Callable[[ListedFile], bool] 
         F.when(F.col("path").startswith(prefix), F.expr(f"substring(path, {len(prefix) + 1})"))
         .otherwise(F.regexp_extract("path", "[^/]*$", 0)).alias("relative_path"),
         "modificationTime", "length", "content", "read_error")
+
+
+def folder_files(source: Source, listing: FolderListing) -> list[ListedFile]:
+    """The files of a listing that the source's rows are of: those its glob and hidden-file options let in."""
+    settings = image_folder_options(source)
+    pattern, root_uri = _name_pattern(settings), to_uri(source.location)
+    return [f for f in listing.files if (pattern is None or pattern.match(f.uri.rsplit("/", 1)[-1]))
+            and (settings.include_hidden or not _hidden(f.uri, root_uri))]
+
+
+def _name_pattern(settings) -> re.Pattern | None:
+    return re.compile(glob_to_regex(settings.glob), re.IGNORECASE) if settings.glob else None
+
+
+def row_keys(source: Source, listing: FolderListing) -> set[tuple[str, int, int]] | None:
+    """(path, length, modificationTime in microseconds since the epoch) of each row that
+    read_image_folder gives for the whole folder, from the listing alone; None when the listing
+    cannot tell (a file Spark reads, listed without its exact time: not a local folder). Spark
+    reads a file's time in whole milliseconds; the driver's rows carry the listing's."""
+    keys = set()
+    for f in folder_files(source, listing):
+        if _spark_reads(f):
+            if f.modified_ns is None:
+                return None
+            micros = f.modified_ns // 1_000_000 * 1000
+        else:
+            micros = (f.modified - _EPOCH) // timedelta(microseconds=1)
+        keys.add((f.uri, f.size, micros))
+    return keys
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _spark_reads(f: ListedFile) -> bool:

@@ -1,5 +1,6 @@
 """Change-aware builds: unchanged nodes are skipped; a change rebuilds exactly what it reaches."""
 import json
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -519,3 +520,71 @@ def test_small_files_are_found_by_size_on_a_local_or_hadoop_folder(spark, tmp_pa
         assert small_files_to_compact(version, names[1:]) == {}  # too few to gather
     (tmp_path / names[0]).write_bytes(b"x" * SMALL_FILE_BYTES)  # no longer small
     assert small_files_to_compact(tmp_path, names) == {}
+
+
+def test_delete_unmatched_against_an_image_folder_asks_spark_only_when_a_file_went(spark, tmp_path, capsys, monkeypatch):
+    """A mirror of the folder (as the example's stg_files): while every row still matches a file,
+    the build's listing says so and no Spark job looks; a file deleted or changed is removed by
+    the rule's SQL on Spark."""
+    from imageprep import deletions
+
+    images = tmp_path / "images" / "a"
+    images.mkdir(parents=True)
+    for name, colour in [("one.png", "red"), ("two.png", "blue")]:
+        Image.new("RGB", (4, 4), colour).save(images / name)
+    root = write_project(tmp_path / "p", {
+        "models/files.sql": """
+            {{ config(materialized='incremental', unique_key='path',
+                      delete_unmatched={'in': source('raw', 'images'),
+                                        'on': {'path': 'path', 'size_bytes': 'length', 'modified_at': 'modificationTime'}}) }}
+            select path, relative_path, length as size_bytes, modificationTime as modified_at
+            from {{ new_rows(source('raw', 'images')) }}
+            """,
+        "models/schema.yml": f"sources:\n  - name: raw\n    tables:\n      - name: images\n"
+                             f"        format: images\n        path: {images.parent}\n"})
+    asked_spark = []
+    condition = deletions.unmatched_condition
+    monkeypatch.setattr(deletions, "unmatched_condition", lambda *a: asked_spark.append(a) or condition(*a))
+
+    def files():
+        return sorted(r["relative_path"] for r in pq.read_table(version_folder(root, "files")).to_pylist())
+
+    assert run_cli(capsys, "build", "--project-dir", str(root))[0] == 0
+    Image.new("RGB", (4, 4), "green").save(images / "three.png")
+    assert run_cli(capsys, "build", "--project-dir", str(root))[0] == 0
+    assert files() == ["a/one.png", "a/three.png", "a/two.png"] and asked_spark == []
+    (images / "two.png").unlink()
+    Image.new("RGB", (8, 8), "red").save(images / "one.png")  # changed: new size and time
+    assert run_cli(capsys, "build", "--project-dir", str(root))[0] == 0
+    assert files() == ["a/one.png", "a/three.png"] and len(asked_spark) == 1
+    sizes = {r["relative_path"]: r["size_bytes"] for r in pq.read_table(version_folder(root, "files")).to_pylist()}
+    assert sizes["a/one.png"] == (images / "one.png").stat().st_size
+
+
+def test_a_folder_listing_gives_the_keys_of_the_rows_spark_reads(spark, tmp_path):
+    """row_keys (what delete_unmatched against a folder checks with) equals the folder's rows:
+    Spark's times in whole milliseconds, the driver's rows (an empty file, a hidden one) to the
+    microsecond."""
+    from imageprep.listing import list_local
+    from imageprep.nodes import SOURCE, Source
+    from imageprep.sources import read_image_folder, row_keys
+
+    folder = tmp_path / "images"
+    (folder / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4), "red").save(folder / "a" / "one.png")
+    Image.new("RGB", (4, 4), "blue").save(folder / "a" / "two.png")
+    (folder / "a" / "empty.png").write_bytes(b"")  # binaryFile gives no row: the driver's
+    (folder / "a" / ".hidden.png").write_bytes(b"x")
+    # Times just under a millisecond's end, where rounding to the microsecond would cross it.
+    for i, name in enumerate(["one.png", "two.png", "empty.png"]):
+        os.utime(folder / "a" / name, ns=(1_700_000_000_123_999_999 + i * 1_000_000_000,) * 2)
+    source = Source(unique_id="source.p.raw.images", name="raw.images", resource_type=SOURCE, path="models/s.yml",
+                    source_name="raw", table_name="images", format="images", location=str(folder))
+    listing = list_local(str(folder), recursive=True)
+    rows = read_image_folder(spark, source, listing=listing).selectExpr(
+        "path", "length", "unix_micros(modificationTime) as micros").collect()
+    from_spark = {(r["path"], r["length"], r["micros"]) for r in rows}
+    assert row_keys(source, listing) == from_spark
+    assert {path.rsplit("/", 1)[-1] for path, _, _ in from_spark} == {"one.png", "two.png", "empty.png", ".hidden.png"}
+    # Spark read these two: their times are cut to the millisecond, not rounded up to the next.
+    assert {m % 1_000_000 for path, _, m in from_spark if path.endswith(("/one.png", "/two.png"))} == {123_000}

@@ -5,8 +5,8 @@
 -- modification time); the rows of files that were deleted or changed are removed first.
 {{ config(
     materialized='incremental', unique_key='path', incremental_strategy='merge',
-    delete_where="not exists (select 1 from " ~ source('raw', 'images') ~ " f where f.path = stg_files.path"
-                 ~ " and f.length = stg_files.size_bytes and f.modificationTime = stg_files.modified_at)"
+    delete_unmatched={'in': source('raw', 'images'),
+                      'on': {'path': 'path', 'size_bytes': 'length', 'modified_at': 'modificationTime'}}
 ) }}
 select
     f.path,
