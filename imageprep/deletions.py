@@ -106,8 +106,7 @@ def _nothing_unmatched_in_folder(spec: dict, source, listing, current, version_f
     """{} when every current row matches a file of the image folder as its rows give it (path,
     length, modificationTime), told from the build's listing with no Spark job; otherwise None,
     and Spark's SQL finds the rows, as it would have. Only "nothing to remove" is said here (as a
-    data test's pass is), so the rows a build does remove are always Spark's: the listing says
-    what the folder's rows hold, not how Spark would spell a path it has not read."""
+    data test's pass is): the rows a build does remove are always those Spark's SQL names."""
     if spec["where"] or not set(spec["on"].values()) <= set(FOLDER_ROW_KEY) or not files.pyarrow_reads(current):
         return None
     keys = row_keys(source, listing)

@@ -588,3 +588,15 @@ def test_a_folder_listing_gives_the_keys_of_the_rows_spark_reads(spark, tmp_path
     assert {path.rsplit("/", 1)[-1] for path, _, _ in from_spark} == {"one.png", "two.png", "empty.png", ".hidden.png"}
     # Spark read these two: their times are cut to the millisecond, not rounded up to the next.
     assert {m % 1_000_000 for path, _, m in from_spark if path.endswith(("/one.png", "/two.png"))} == {123_000}
+
+
+def test_the_files_spark_lists_are_fetched_in_one_call_with_their_names_intact(spark, tmp_path):
+    from imageprep.sources import _input_files
+
+    folder = tmp_path / "images" / "a b"
+    folder.mkdir(parents=True)
+    for name in ["one.png", "sp ace.png", "per%25cent.png", "comma,hash#.png", "ünï.png"]:
+        Image.new("RGB", (2, 2)).save(folder / name)
+    frame = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(str(folder.parent))
+    assert _input_files(spark, frame) == list(frame.inputFiles())
+    assert len(_input_files(spark, frame)) == 5
