@@ -131,14 +131,11 @@ def rewrite_without(source, target_folder, relative: Path, positions: set[int]) 
     they read the original. Row groups that lose no row are copied as bytes (parquet_splice);
     when every group loses rows, the file is decoded and written again whole."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from . import parquet_splice
 
     filesystem, path = files.arrow_filesystem(source)
-    written = relative.parent / f"{origin_of(relative.name).removesuffix('.parquet')}.rewrite-{uuid.uuid4().hex}.parquet"
-    out_filesystem, target = _output(target_folder, written)
     with filesystem.open_input_file(path) as original:
         parquet = pq.ParquetFile(original)
         metadata = parquet.metadata
@@ -150,14 +147,15 @@ def rewrite_without(source, target_folder, relative: Path, positions: set[int]) 
             _write_like(metadata, table, sink, max(1, table.num_rows))
             return sink.getvalue()
 
+        written = relative.parent / f"{origin_of(relative.name).removesuffix('.parquet')}.rewrite-{uuid.uuid4().hex}.parquet"
+        out_filesystem, target = _output(target_folder, written)
         with out_filesystem.open_output_stream(target) as out:
-            spliced = parquet_splice.copy_without(original, out, positions, write_group)
+            spliced = parquet_splice.copy_without(parquet, original, out, positions, write_group)
         if spliced:
             return written
         out_filesystem.delete_file(target)
         table = parquet.read(use_threads=False)  # the callers copy one file per core already
-    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), pa.array(sorted(positions), pa.int64())))
-    table = table.filter(keep)
+    table = parquet_splice.without_rows(table, positions)
     rows_per_group = max((metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)), default=1)
     _write_like(metadata, table, (out_filesystem, target), rows_per_group)
     return written

@@ -21,15 +21,14 @@ from typing import Callable
 _MAGIC = b"PAR1"
 
 
-def copy_without(source, target, positions: set[int], write_group: Callable) -> bool:
+def copy_without(parquet, source, target, positions: set[int], write_group: Callable) -> bool:
     """Write to the PyArrow output stream `target` the rows of the PyArrow input file `source`
-    but those at `positions`, when at least one row group loses no row (otherwise False, and
-    nothing is written). `write_group(table)` returns the bytes of a Parquet file of those rows
-    written as one row group. Also False, with nothing written, when a rewritten group's Thrift
-    schema differs from the original's (its columns would not read the same)."""
+    (open as the pq.ParquetFile `parquet`) but those at `positions`, when at least one row group
+    loses no row (otherwise False, and nothing is written). `write_group(table)` returns the
+    bytes of a Parquet file of those rows written as one row group. Also False, with nothing
+    written, when a rewritten group's Thrift schema differs from the original's (its columns
+    would not read the same)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
     from fastparquet import cencoding
 
     footer = _footer(source, cencoding)
@@ -44,15 +43,12 @@ def copy_without(source, target, positions: set[int], write_group: Callable) -> 
         return False  # nothing to copy as bytes: one rewrite of the whole file is cheaper
 
     pieces: list[tuple[bytes, object]] = []  # (bytes of a row group, its Thrift RowGroup)
-    reader = pq.ParquetFile(source)
     for index, (group, dropped) in enumerate(groups):
         if not dropped:
             start, length = _span(group)
             pieces.append((source.read_at(length, start), group))
             continue
-        table = reader.read_row_group(index, use_threads=False)
-        keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), pa.array(dropped, pa.int64())))
-        table = table.filter(keep)
+        table = without_rows(parquet.read_row_group(index, use_threads=False), dropped)
         if table.num_rows == 0:
             continue
         blob = write_group(table)
@@ -75,6 +71,15 @@ def copy_without(source, target, positions: set[int], write_group: Callable) -> 
     encoded = bytes(footer.to_bytes())
     target.write(encoded + struct.pack("<i", len(encoded)) + _MAGIC)
     return True
+
+
+def without_rows(table, positions):
+    """A PyArrow table without the rows at `positions` (0-based)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = pc.invert(pc.is_in(pa.array(range(table.num_rows), pa.int64()), pa.array(sorted(positions), pa.int64())))
+    return table.filter(keep)
 
 
 def _footer(file, cencoding):

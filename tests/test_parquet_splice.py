@@ -105,7 +105,7 @@ def test_a_rewritten_group_of_another_layout_is_refused_and_nothing_is_written(s
             pq.write_table(table.set_column(0, "id", table.column("id").cast(pa.int32())), sink)
             return sink.getvalue()
 
-        assert not parquet_splice.copy_without(source, out, {0}, other_layout)
+        assert not parquet_splice.copy_without(pq.ParquetFile(source), source, out, {0}, other_layout)
     assert out.getvalue().size == 0
 
 
