@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from . import artifacts, fingerprint, node_runner
+from . import artifacts, fingerprint, node_runner, python_warmup
 from .artifacts import NodeResult
 from .build_lock import build_lock
 from .errors import ProjectError
@@ -304,18 +304,19 @@ def execute(compiled: CompiledProject, selected: list[str], options: RunOptions,
     if project.warehouse_outside_project(target):
         reporter.warehouse_outside(project.warehouse_for(target))
     to_run = [uid for uid in selected if graph.nodes[uid].resource_type in RUNS[options.command]]
-    spark = None
+    spark = warmup = None
 
     def session():
         """The Spark session, started the first time a node has work to do (or a file system
         needs Hadoop): a build with nothing to do does not wait for Spark."""
-        nonlocal spark
+        nonlocal spark, warmup
         if spark is None:
             reporter.starting_spark(target.shown_location, project.name, target.name)
             starting = time.perf_counter()
             spark = create_session(target.master, app_name=project.name, settings=settings)
             reporter.spark_ready(spark.version, time.perf_counter() - starting,
                                  sum(graph.nodes[u].resource_type in (MODEL, SEED, TEST) for u in selected))
+            warmup = python_warmup.start(spark, (compiled.executable_sql.get(uid) for uid in to_run))
         return spark
 
     warehouse = Warehouse.for_target(project, target, session).begin_build()
@@ -356,6 +357,8 @@ def execute(compiled: CompiledProject, selected: list[str], options: RunOptions,
         reporter.files_gone(len(gone))
         inputs, again = one_pass()
         results = merge_passes(results, again)
+    if warmup is not None:
+        warmup.close()
     test_state.save()
     # One switch for everything the run wrote, and only if it all went well.
     to_commit = names_to_commit(graph, warehouse, inputs.fingerprints, options, selected, results)
