@@ -78,6 +78,19 @@ def test_every_sample_file_is_an_image_or_an_error(sample):
     assert set(stg["n_channels"]) == {3}
 
 
+def test_every_file_is_accounted_for_names_lost_doubled_and_stale_files(spark, sample):
+    """The data test as the sample compiled it, on lists of paths made to break it in each way."""
+    project, _ = sample
+    sql = (project / "target/compiled/image_prep/tests/data_tests/every_file_is_accounted_for.sql").read_text()
+    session = spark.newSession()  # views of its own: the build's stay as they are
+    for view, paths in {"raw__images": "abcd", "stg_images": "abe", "image_errors": "bc"}.items():
+        session.createDataFrame([(p,) for p in paths], "path string").createOrReplaceTempView(view)
+    failing = {row.path: (sorted(row.found_in), row.in_source) for row in session.sql(sql).collect()}
+    assert failing == {"b": (["image_errors", "stg_images"], True),   # in both tables
+                       "d": ([], True),                              # in neither
+                       "e": (["stg_images"], False)}                 # no longer in the folder
+
+
 def test_labels_are_indexed_in_name_order(sample):
     project, _ = sample
     labels = read_table(project, "labels")
