@@ -264,7 +264,11 @@ def environment_variable(name: str, value: str):
 # start-up on 2 cores (bench/README.md). Java 17 can keep the parsed and verified classes of one
 # run in a class data sharing archive and map it into later runs (-XX:SharedArchiveFile). The
 # first local session on a machine writes the archive when its JVM exits
-# (-XX:ArchiveClassesAtExit, about 1-2 s more, once); each later one maps it. The archive is
+# (-XX:ArchiveClassesAtExit), once: that session starts about 5 s slower and its first job 2 s
+# slower, and its JVM goes on writing the archive for about 17 s of one core after the command has
+# returned (a caller that reads the command's output through a pipe waits for it); each later
+# session maps the archive. A session that starts while another's archive is still being
+# written writes one too. The archive is
 # valid for one JVM and one set of jars, hence the key; a damaged or foreign archive is ignored
 # by the JVM (-Xshare:auto, the default) and rewritten. IMAGEPREP_CDS=0 turns this off.
 
