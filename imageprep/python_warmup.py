@@ -31,7 +31,7 @@ def calls_python_function(sql_texts: Iterable[str]) -> bool:
     """Whether any of the SQL texts calls one of the catalog's Python-backed functions."""
     from udfs import FUNCTIONS
 
-    names = [spec.name for spec in FUNCTIONS if spec.sql_body is None]
+    names = [spec.name for spec in FUNCTIONS if spec.wrapper is not None]  # not SQL-bodied
     call = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\s*\(", re.IGNORECASE)
     return any(call.search(sql) for sql in sql_texts if sql)
 
